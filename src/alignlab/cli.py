@@ -56,12 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _quiet_libraries() -> None:
     """Library chatter off; load progress bars only where a person watches a terminal."""
+    quiet = not sys.stderr.isatty()
+    if quiet:  # read by tqdm when it is first imported: set before transformers imports it
+        os.environ.setdefault("TQDM_DISABLE", "1")
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
-    if not sys.stderr.isatty():
+    if quiet:
         transformers.utils.logging.disable_progress_bar()
-        os.environ.setdefault("TQDM_DISABLE", "1")  # gguf dequantisation has its own tqdm
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from . import gguf_cache
 from .anatomy import Anatomy
 from .registry import BUILTIN, EMBEDDED_DEFAULT, BuiltinModel, build_tiny
 from .tokenizer import byte_tokenizer
@@ -112,8 +113,6 @@ def _load_builtin(entry: BuiltinModel, dtype, seed):
 
 
 def _load_gguf(path: Path, dtype):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     if not path.is_file():
         raise ModelError(f"gguf file {str(path)!r} does not exist; give the path to a .gguf file")
     with open(path, "rb") as handle:
@@ -122,11 +121,25 @@ def _load_gguf(path: Path, dtype):
                 f"{str(path)!r} is not a GGUF file (it does not start with the GGUF magic bytes); "
                 "check the file, or give a model directory or hub id instead"
             )
+    cached = gguf_cache.lookup(path)
+    if cached is not None:
+        return _from_pretrained(str(cached), None, dtype, allow_pickle=False)
+    model, tokenizer = _dequantize_gguf(path)
+    gguf_cache.store(path, model, tokenizer)
+    if dtype is not None:
+        model = model.to(dtype)
+    return model, tokenizer
+
+
+def _dequantize_gguf(path: Path):
+    """transformers' GGUF support: dequantises every tensor to float32 (seconds per 100M params)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     folder, name = str(path.parent), path.name
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         model = AutoModelForCausalLM.from_pretrained(
-            folder, gguf_file=name, dtype=dtype or torch.float32, trust_remote_code=False
+            folder, gguf_file=name, dtype=torch.float32, trust_remote_code=False
         )
     except Exception as exc:  # gguf/transformers raise many types for a bad file
         raise ModelError(f"could not load gguf file {str(path)!r}: {_first_line(exc)}") from exc
