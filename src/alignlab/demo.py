@@ -60,5 +60,5 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> Run:
     for name, section in SECTIONS:
         log(f"demo: {name}")
         ctx.metrics.update(section(ctx))
-    run.write_metrics(ctx.metrics)
+    run.finish(ctx.metrics)
     return run

@@ -50,7 +50,7 @@ def run_inspect(config: InspectConfig, console: Console) -> int:
         console.print(_inspect_table(readout))
     if config.out:
         run = start_run(config.out, "inspect", config_to_dict(config))
-        run.write_metrics({"inspect": {"model": lm.spec, "prompts": [r.to_json() for r in readouts]}})
+        run.finish({"inspect": {"model": lm.spec, "prompts": [r.to_json() for r in readouts]}})
         console.print(f"wrote {run.path}/metrics.json")
     return 0
 
