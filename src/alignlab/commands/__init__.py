@@ -1,6 +1,8 @@
 """Every CLI verb, one module per group; importing this package registers them all."""
 
-from . import basic, report  # noqa: F401  (each module registers its verbs)
+from . import basic  # noqa: F401
+from . import report  # noqa: F401
+from . import sandbox  # noqa: F401
 from .registry import COMMANDS, Command, command
 
 __all__ = ["COMMANDS", "Command", "command"]

@@ -9,5 +9,6 @@ from ..blocks import Figure, Heading, Paragraph, Preformatted, Section, Table
 from ..registry import register
 from .harvest import harvest_section  # noqa: F401
 from .inspect import inspect_section  # noqa: F401
+from .sandbox import sandbox_section  # noqa: F401
 
 __all__ = ["Figure", "Heading", "Paragraph", "Preformatted", "Section", "Table", "register"]
