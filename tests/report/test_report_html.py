@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 
 import pytest
 from PIL import Image
-from report_hostile import HOSTILE, hostile_metrics
+from .report_hostile import HOSTILE, hostile_metrics
 
 from alignlab.errors import ArtifactError
 from alignlab.report import CSP, Heading, Paragraph, Section, build_report, registry
