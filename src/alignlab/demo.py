@@ -48,7 +48,16 @@ def section_inspect(ctx: DemoContext) -> dict:
     return {"inspect": {"model": ctx.lm.spec, "prompts": [r.to_json() for r in readouts]}}
 
 
-SECTIONS: list[tuple[str, Callable[[DemoContext], dict]]] = [("inspect", section_inspect)]
+def section_sandbox(ctx: DemoContext) -> dict:
+    from .sandbox.verify import demo_section
+
+    return demo_section(ctx)
+
+
+SECTIONS: list[tuple[str, Callable[[DemoContext], dict]]] = [
+    ("inspect", section_inspect),
+    ("sandbox", section_sandbox),
+]
 
 
 def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> Run:
