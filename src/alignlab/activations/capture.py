@@ -6,7 +6,7 @@ been read (early exit), so capturing ``resid.3`` of a 30-layer model costs 3 blo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -36,19 +36,27 @@ def _output_tensor(output) -> Tensor:
 
 @contextmanager
 def capturing(
-    lm: LoadedModel, sites: list[Site], early_exit: bool = True, detach: bool = True
+    lm: LoadedModel,
+    sites: list[Site],
+    early_exit: bool = True,
+    detach: bool = True,
+    transform: Callable[[str, Tensor], Tensor] | None = None,
 ) -> Iterator[Captured]:
     """Register hooks for ``sites`` on ``lm``; inside the block, run the model yourself.
 
     With ``early_exit``, the forward raises once all sites are captured: call through
     :func:`run_with_sites` (or catch nothing yourself: the context manager swallows the stop).
+    ``transform(name, tensor)``, when given, runs inside the hook and its result is kept instead
+    of the tensor (a harvest converts to the store dtype there, so full-precision copies of
+    every site are never held at once).
     """
     result = Captured()
     wanted = {s.name for s in sites}
     handles = []
 
     def store(name: str, tensor: Tensor) -> None:
-        result.acts[name] = tensor.detach() if detach else tensor
+        tensor = tensor.detach() if detach else tensor
+        result.acts[name] = transform(name, tensor) if transform is not None else tensor
         if early_exit and wanted.issubset(result.acts):
             result.stopped_early = True
             raise _StopForward
