@@ -1,6 +1,7 @@
 """A finished run folder whose metrics hold hostile strings in every place data can reach."""
 
 import pytest
+
 from .report_hostile import HostileRun, make_hostile_run
 
 

@@ -10,12 +10,13 @@ from html.parser import HTMLParser
 
 import pytest
 from PIL import Image
-from .report_hostile import HOSTILE, hostile_metrics
 
 from alignlab.errors import ArtifactError
 from alignlab.report import CSP, Heading, Paragraph, Section, build_report, registry
 from alignlab.report.builder import build_sections, unclaimed_section
 from alignlab.runs import RunView
+
+from .report_hostile import HOSTILE, hostile_metrics
 
 ACTIVE_TAGS = {"script", "svg", "iframe", "object", "embed", "link", "base", "form", "math"}
 
