@@ -1,0 +1,69 @@
+"""`alignlab across`: an analysis per checkpoint of a train-tiny run, gathered into series."""
+
+import json
+
+import pytest
+
+from alignlab.across.series import AcrossConfig, plan_across, resolve_checkpoints, step_of
+from alignlab.cli import main
+from alignlab.errors import ConfigError
+
+TINY = ["--seq-len", "32", "--batch-size", "4", "--d-model", "32", "--n-layers", "2", "--n-heads", "2"]
+LENS = "lens train --tokens 512 --eval-tokens 128 --seq-len 32 --steps 6"
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    out = tmp_path_factory.mktemp("series") / "tiny"
+    assert main(["train-tiny", "--steps", "8", "--every", "4", *TINY, "--out", str(out)]) == 0
+    return out
+
+
+def test_resolving_checkpoints(checkpoints):
+    assert resolve_checkpoints("all", str(checkpoints)) == ["step0", "step1", "step2", "step4", "step8"]
+    assert resolve_checkpoints("step4, step0", None) == ["step4", "step0"]
+    assert [step_of(c) for c in ("step0", "step1000", "main")] == [0, 1000, None]
+    with pytest.raises(ConfigError, match="twice"):
+        resolve_checkpoints("step1,step1", None)
+    with pytest.raises(ConfigError, match="step\\* subfolders"):
+        resolve_checkpoints("all", "tiny-llama")
+
+
+def test_across_runs_the_analysis_per_checkpoint_and_gathers_series(checkpoints, tmp_path, capsys):
+    out = tmp_path / "across"
+    code = main(["across", "--checkpoints", "step0,step8", "--run", f"{LENS} --model {checkpoints}",
+                 "--out", str(out)])
+    assert code == 0
+    data = json.loads((out / "metrics.json").read_text())["across"]
+    assert data["command"] == "lens train"
+    assert data["checkpoints"] == ["step0", "step8"] and data["steps"] == [0, 8]
+    kl = data["series"]["lens.tuned.kl"]
+    assert len(kl) == 2 and all(len(per_layer) == 2 for per_layer in kl)
+    for checkpoint in ("step0", "step8"):
+        run_metrics = json.loads((out / checkpoint / "metrics.json").read_text())["lens"]
+        assert run_metrics["revision"] == checkpoint  # recorded in every artifact
+        cfg = json.loads((out / checkpoint / "lens" / "cfg.json").read_text())
+        assert cfg["model"]["revision"] == checkpoint
+    # training the model made its prediction better: the final cross-entropy falls
+    ce = data["series"]["lens.final.ce"]
+    assert ce[1] < ce[0]
+    assert "Across training" in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize("run, match", [
+    ("lens train --out x", "must not set --out"),
+    ("nonsense --model m", "does not start with a command"),
+    ("models", "cannot run across checkpoints"),
+    ("lens train --bogus 3", "in --run: unrecognized"),
+    ("lens train --tokens 1 --seq-len 32", "--tokens 1"),
+])
+def test_bad_analyses_are_refused_before_anything_runs(tmp_path, run, match):
+    with pytest.raises(ConfigError, match=match):
+        plan_across(AcrossConfig(out=str(tmp_path / "a"), checkpoints="step0", run=run))
+    assert not (tmp_path / "a").exists()
+
+
+def test_bad_across_input_is_one_error_line(capsys, tmp_path):
+    assert main(["across", "--checkpoints", "", "--run", "lens train", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --checkpoints is empty")
