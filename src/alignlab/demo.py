@@ -48,6 +48,24 @@ def section_inspect(ctx: DemoContext) -> dict:
     return {"inspect": {"model": ctx.lm.spec, "prompts": [r.to_json() for r in readouts]}}
 
 
+def section_harvest(ctx: DemoContext) -> dict:
+    from .activations.harvest import demo_section
+
+    return demo_section(ctx)
+
+
+def section_lens(ctx: DemoContext) -> dict:
+    from .lens.train import demo_section
+
+    return demo_section(ctx)
+
+
+def section_sae(ctx: DemoContext) -> dict:
+    from .sae.demo import demo_section
+
+    return demo_section(ctx)
+
+
 def section_sandbox(ctx: DemoContext) -> dict:
     from .sandbox.verify import demo_section
 
@@ -56,6 +74,9 @@ def section_sandbox(ctx: DemoContext) -> dict:
 
 SECTIONS: list[tuple[str, Callable[[DemoContext], dict]]] = [
     ("inspect", section_inspect),
+    ("harvest", section_harvest),
+    ("lens", section_lens),
+    ("sae", section_sae),
     ("sandbox", section_sandbox),
 ]
 
