@@ -133,4 +133,6 @@ def test_two_ranks_resume_a_one_process_store_and_refuse_other_arguments(tmp_pat
     )
     assert refused.returncode != 0
     errors = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 2 and all("--dtype float32 (store) vs float16 (now)" in e for e in errors)
+    # torchrun stops the other rank once one exits, so it may not get to print its line
+    assert 1 <= len(errors) <= 2
+    assert all("--dtype float32 (store) vs float16 (now)" in e for e in errors)

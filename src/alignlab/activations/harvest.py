@@ -433,13 +433,12 @@ def _write_shard(
             n_seq * seq_len,
         )
     )
-    stats = ShardStats(dict(manifest.sites))
+    stats = ShardStats(manifest.site_names, lm.d_model, lm.device)
     batch_size = manifest.harvest["batch_size"]
     delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
     for start in range(first, end, batch_size):
         ids = tokens[start : min(start + batch_size, end)]  # (B, T)
         acts = capture_batch(lm, ids, sites, stats, manifest.dtype)
-        _check_widths(acts, manifest)
         writer.write((start - first) * seq_len, acts)
         advance(ids.numel())
         if delay:
@@ -457,28 +456,32 @@ def _write_shard(
 def capture_batch(
     lm: LoadedModel, ids: Tensor, sites: list[Site], stats: ShardStats, dtype: str
 ) -> dict[str, Tensor]:
-    """One forward pass (stopped after the deepest site): each site as (B*T, d) on the CPU."""
-    store_dtype = TORCH_DTYPES[dtype]
+    """One forward pass (stopped after the deepest site): each site as (B*T, d) on the CPU.
+
+    Every site is copied, in the store dtype, into one (S, B, T, d) buffer as the hooks see it,
+    so statistics take a few large ops per batch and the CPU gets one transfer.
+    """
+    slot = {site.name: i for i, site in enumerate(sites)}
+    buffer = torch.empty(
+        len(sites), *ids.shape, lm.d_model, dtype=TORCH_DTYPES[dtype], device=lm.device
+    )  # (S, B, T, d)
 
     def keep(name: str, x: Tensor) -> Tensor:  # x: (B, T, d) as the model made it
-        stats.add(name, x)
-        return x.to("cpu", store_dtype).reshape(-1, x.shape[-1])  # (B*T, d)
+        if x.shape[-1] != lm.d_model:
+            raise StoreError(
+                f"site {name} is {x.shape[-1]} wide, not d_model ({lm.d_model}); the store "
+                "holds residual-stream-sized sites only"
+            )
+        return buffer[slot[name]].copy_(x)
 
     with capturing(lm, sites, early_exit=True, transform=keep) as captured:
         lm.model(input_ids=ids.to(lm.device), use_cache=False)
     missing = [s.name for s in sites if s.name not in captured.acts]
     if missing:
         raise StoreError(f"the forward pass never reached site(s) {', '.join(missing)}")
-    return captured.acts
-
-
-def _check_widths(acts: dict[str, Tensor], manifest: StoreManifest) -> None:
-    for site, width in manifest.sites:
-        if acts[site].shape[-1] != width:
-            raise StoreError(
-                f"site {site} is {acts[site].shape[-1]} wide, not d_model ({width}); this model "
-                "family is not supported by the store yet"
-            )
+    stats.add(buffer)
+    rows = buffer.to("cpu").flatten(1, 2)  # (S, B*T, d)
+    return {site.name: rows[i] for i, site in enumerate(sites)}
 
 
 # --- demo -----------------------------------------------------------------------------------
@@ -493,7 +496,7 @@ def demo_section(ctx) -> dict:
     quick = ctx.config.quick
     config = HarvestConfig(
         out=str(Path(ctx.run.path) / "store"),
-        tokens=4096 if quick else 32768,
+        tokens=4096 if quick else 8192,
         model=ctx.lm.spec,
         revision=ctx.lm.revision,
         sites="resid.*",

@@ -16,40 +16,50 @@ from torch import Tensor
 
 from .shards import stats_names
 
+# Sites whose statistics are computed in one go: few, large tensor ops rather than many small
+# ones, since every op is a parallel region whose start-up dominates on a busy CPU. Bounded so
+# the float32 temporaries stay near 64 MB (two of 32 MB).
+_CHUNK_ELEMENTS = 8 << 20
+
 
 class ShardStats:
-    """The sums one shard accumulates, batch by batch, for each site."""
+    """The sums one shard accumulates, batch by batch, for every site at once."""
 
-    def __init__(self, widths: dict[str, int]):
-        self.sums = {s: torch.zeros(2, w, dtype=torch.float64) for s, w in widths.items()}
-        self.sumsqs = {s: torch.zeros(2, w, dtype=torch.float64) for s, w in widths.items()}
-        self.norms = {s: torch.zeros(2, dtype=torch.float64) for s in widths}
+    def __init__(self, sites: list[str], width: int, device: torch.device | str = "cpu"):
+        self.sites = list(sites)
+        n = len(self.sites)
+        self.sum = torch.zeros(n, 2, width, dtype=torch.float64, device=device)  # (S, 2, d)
+        self.sumsq = torch.zeros(n, 2, width, dtype=torch.float64, device=device)  # (S, 2, d)
+        self.norm = torch.zeros(n, 2, dtype=torch.float64, device=device)  # (S, 2)
 
     @torch.no_grad()
-    def add(self, site: str, x: Tensor) -> None:
-        """Add one batch ``x`` (B, T, d) as the model produced it (before any dtype change)."""
-        x = x.float()
-        rows = x.reshape(-1, x.shape[-1])  # (B*T, d)
-        square = rows.square()
-        # Batch partials in float32 (a few thousand rows), accumulated across batches in float64.
-        norms = square.sum(1).sqrt_()  # (B*T,)
-        first = x[:, 0]  # (B, d)
-        self.sums[site] += torch.stack([rows.sum(0), first.sum(0)]).to("cpu", torch.float64)
-        self.sumsqs[site] += torch.stack([square.sum(0), first.square().sum(0)]).to(
-            "cpu", torch.float64
-        )
-        first_norms = norms.view(x.shape[0], x.shape[1])[:, 0]
-        self.norms[site] += torch.stack([norms.sum(), first_norms.sum()]).to("cpu", torch.float64)
+    def add(self, x: Tensor) -> None:
+        """Add one batch of every site, ``x`` (S, B, T, d), as it is stored."""
+        per_site = x[0].numel()
+        step = max(1, _CHUNK_ELEMENTS // max(per_site, 1))
+        for start in range(0, x.shape[0], step):
+            self._add_chunk(slice(start, start + step), x[start : start + step])
+
+    def _add_chunk(self, where: slice, x: Tensor) -> None:
+        x = x.float()  # (s, B, T, d); batch partials in float32, accumulated in float64
+        square = x.square()
+        norms = square.sum(-1).sqrt_()  # (s, B, T)
+        sums = torch.stack([x.flatten(1, 2).sum(1), x[:, :, 0].sum(1)], 1)  # (s, 2, d)
+        sumsqs = torch.stack([square.flatten(1, 2).sum(1), square[:, :, 0].sum(1)], 1)
+        norm_sums = torch.stack([norms.sum((1, 2)), norms[:, :, 0].sum(1)], 1)  # (s, 2)
+        self.sum[where] += sums.double()
+        self.sumsq[where] += sumsqs.double()
+        self.norm[where] += norm_sums.double()
 
     def tensors(self) -> dict[str, Tensor]:
-        """The sums under their shard tensor names."""
+        """The sums under their shard tensor names, on the CPU."""
         out = {}
-        for site in self.sums:
+        for i, site in enumerate(self.sites):
             s_sum, s_sq, s_norm = stats_names(site)
             out[s_sum], out[s_sq], out[s_norm] = (
-                self.sums[site],
-                self.sumsqs[site],
-                self.norms[site],
+                self.sum[i].cpu(),
+                self.sumsq[i].cpu(),
+                self.norm[i].cpu(),
             )
         return out
 
