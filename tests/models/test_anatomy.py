@@ -55,3 +55,14 @@ def test_unsupported_family_is_named(tiny_llama):
 
     with pytest.raises(ModelError, match="'mamba' is not supported; supported: .*llama"):
         Anatomy.of(Fake())
+
+
+def test_unembedding_hash_follows_in_place_changes():
+    from alignlab.models import load_model
+
+    lm = load_model("tiny-gpt2")
+    before = lm.anatomy.unembedding_hash()
+    with torch.no_grad():
+        lm.anatomy.unembedding.weight[0, 0] += 1.0
+    assert lm.anatomy.unembedding_hash() != before
+    assert lm.anatomy.unembedding_hash() == lm.anatomy._compute_unembedding_hash()

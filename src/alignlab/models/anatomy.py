@@ -69,7 +69,20 @@ class Anatomy:
         return self.unembedding(self.final_norm(h))
 
     def unembedding_hash(self) -> str:
-        """sha256 of W_U (and bias) in float32: artifacts record it to refuse the wrong model."""
+        """sha256 of W_U (and bias) in float32: artifacts record it to refuse the wrong model.
+
+        Cached until the weight tensor is replaced or modified in place (its version counter).
+        """
+        weight = self.unembedding.weight
+        key = (weight.data_ptr(), weight._version, weight.dtype)
+        cached = self.__dict__.get("_hash_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        value = self._compute_unembedding_hash()
+        self.__dict__["_hash_cache"] = (key, value)
+        return value
+
+    def _compute_unembedding_hash(self) -> str:
         digest = hashlib.sha256()
         weight = self.unembedding.weight.detach().to("cpu", torch.float32).contiguous()
         digest.update(weight.numpy().tobytes())
