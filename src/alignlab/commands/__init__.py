@@ -3,6 +3,7 @@
 from . import across  # noqa: F401
 from . import basic  # noqa: F401
 from . import lens  # noqa: F401
+from . import probe  # noqa: F401
 from . import report  # noqa: F401
 from . import sae  # noqa: F401
 from . import sandbox  # noqa: F401
