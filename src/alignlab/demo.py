@@ -60,6 +60,12 @@ def section_lens(ctx: DemoContext) -> dict:
     return demo_section(ctx)
 
 
+def section_probe(ctx: DemoContext) -> dict:
+    from .probes import demo_section
+
+    return demo_section(ctx)
+
+
 def section_sae(ctx: DemoContext) -> dict:
     from .sae.demo import demo_section
 
@@ -76,6 +82,7 @@ SECTIONS: list[tuple[str, Callable[[DemoContext], dict]]] = [
     ("inspect", section_inspect),
     ("harvest", section_harvest),
     ("lens", section_lens),
+    ("probe", section_probe),
     ("sae", section_sae),
     ("sandbox", section_sandbox),
 ]
