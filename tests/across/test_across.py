@@ -67,3 +67,36 @@ def test_bad_across_input_is_one_error_line(capsys, tmp_path):
     assert main(["across", "--checkpoints", "", "--run", "lens train", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --checkpoints is empty")
+
+
+WARM_LENS = "lens train --tokens 1024 --eval-tokens 128 --seq-len 32 --batch-size 2 --steps 24"
+
+
+def test_warm_start_starts_from_the_previous_lens_and_reports_the_saving(checkpoints, tmp_path, capsys):
+    out = tmp_path / "warm"
+    code = main(["across", "--checkpoints", "step4,step8", "--warm-start",
+                 "--run", f"{WARM_LENS} --model {checkpoints}", "--out", str(out)])
+    assert code == 0
+    assert "warm start on step8" in capsys.readouterr().out
+    first = json.loads((out / "step4" / "metrics.json").read_text())["lens"]
+    assert "warm_start" not in first and "cold" not in first  # the first starts from the logit lens
+    second = json.loads((out / "step8" / "metrics.json").read_text())["lens"]
+    saving = second["warm_start"]
+    assert saving["init_lens"] == str(out / "step4" / "lens")
+    # The comparison lens is exactly what a plain `lens train` on that checkpoint makes.
+    plain = tmp_path / "plain"
+    assert main([*WARM_LENS.split(), "--model", str(checkpoints), "--revision", "step8",
+                 "--out", str(plain)]) == 0
+    assert second["cold"] == json.loads((plain / "metrics.json").read_text())["lens"]["tuned"]
+    assert saving["kl_mean_cold"] == pytest.approx(sum(second["cold"]["kl"]) / 2)
+    # Neighbouring checkpoints: the previous lens is a better start than the logit lens.
+    assert saving["kl_mean_saving"] > 0
+    assert saving["steps_to_cold_final_loss"] is not None and saving["steps_saved"] > 0
+    series = json.loads((out / "metrics.json").read_text())["across"]["series"]
+    assert series["lens.warm_start.steps_saved"] == [None, saving["steps_saved"]]
+
+
+def test_warm_start_is_refused_for_other_analyses(tmp_path):
+    with pytest.raises(ConfigError, match="--warm-start applies to `lens train`"):
+        plan_across(AcrossConfig(out=str(tmp_path / "a"), checkpoints="step0,step1", warm_start=True,
+                                 run="lens eval --model m"))

@@ -14,7 +14,15 @@ from alignlab.lens import (
     rows_from_tokens,
     train_tuned_lens,
 )
-from alignlab.lens.train import KLReadout, _UnembedKL, cycle
+from alignlab.lens.train import (
+    KLReadout,
+    Target,
+    _log_normaliser,
+    _UnembedKL,
+    cycle,
+    layers_per_pass,
+    train_step,
+)
 from conftest import TINY_MODELS
 
 
@@ -50,17 +58,50 @@ def test_translator_is_residual_affine_map():
         lens.transform(h, 2)
 
 
-def test_fused_kl_matches_autograd_of_the_textbook_formula():
+def _target(p, w, b):
+    """What KLReadout.target makes, from probabilities ``p`` (N, V) and the unembedding."""
+    return Target(p, (p * p.log()).sum(-1), p.argmax(-1), p @ w, p @ b)
+
+
+@pytest.mark.parametrize("groups", [(), (3,)])  # one layer (N, d), or three stacked (G, N, d)
+def test_fused_kl_matches_autograd_of_the_textbook_formula(groups):
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(5, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    x = torch.randn(*groups, 5, 4, dtype=torch.float64, generator=gen, requires_grad=True)
     w = torch.randn(9, 4, dtype=torch.float64, generator=gen)
     b = torch.randn(9, dtype=torch.float64, generator=gen)
     p = torch.randn(5, 9, dtype=torch.float64, generator=gen).softmax(-1)
-    p_logp = (p * p.log()).sum(-1)
-    reference = (p * (p.log() - (x @ w.T + b).log_softmax(-1))).sum(-1)  # (5,)
-    got = _UnembedKL.apply(x, w, b, p, p_logp)
+    target = _target(p, w, b)
+    reference = (p * (p.log() - (x @ w.T + b).log_softmax(-1))).sum(-1)  # (*groups, 5)
+    got = _UnembedKL.apply(x, w, b, target)
     torch.testing.assert_close(got, reference)
-    assert torch.autograd.gradcheck(lambda x: _UnembedKL.apply(x, w, b, p, p_logp), (x,))
+    assert torch.autograd.gradcheck(lambda x: _UnembedKL.apply(x, w, b, target), (x,))
+
+
+def test_log_normaliser_falls_back_where_the_top_token_underflows():
+    z = torch.tensor([[[0.0, 1.0, 2.0], [0.0, -200.0, 5.0]]], dtype=torch.float64)  # (1, 2, 3)
+    q = z.softmax(-1)
+    top = torch.tensor([1, 1])  # row 1's q at token 1 is ~e^-205: below 1e-30, recomputed
+    torch.testing.assert_close(_log_normaliser(z, q, top), torch.logsumexp(z, -1))
+
+
+def test_grouped_training_steps_equal_one_layer_at_a_time(tiny_llama):
+    """Layers sharing one unembedding product get the gradients they get one at a time."""
+    _, train = _split(tiny_llama, 2, 0, 16)
+    rows = rows_from_tokens(tiny_llama, train)
+    readout = KLReadout(tiny_llama.anatomy, torch.float64)
+    grads, losses = [], []
+    for memory_mb in (0, 1 << 20):  # 0: one layer per pass; huge: all layers in one pass
+        lens = TunedLens.for_model(tiny_llama).double()
+        with torch.no_grad():
+            for p in lens.parameters():
+                p.normal_(0, 0.05, generator=torch.Generator().manual_seed(1))
+        losses.append(train_step(lens, readout, rows, memory_mb))
+        grads.append([p.grad.clone() for p in lens.parameters()])
+    assert layers_per_pass(rows.n_rows, 258, torch.float64, 0) == 1
+    assert layers_per_pass(rows.n_rows, 258, torch.float64, 1 << 20) >= tiny_llama.n_layers
+    assert losses[0] == pytest.approx(losses[1], rel=1e-12)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_fused_kl_survives_a_lens_far_from_the_target(tiny_llama):
@@ -105,7 +146,7 @@ def test_a_one_pass_source_that_runs_out_is_an_error(tiny_llama):
 @pytest.mark.parametrize("kwargs, match", [
     ({"steps": 0}, "steps"), ({"optimizer": "lbfgs"}, "optimizer"), ({"lr": -1.0}, "lr"),
     ({"momentum": 1.0}, "momentum"), ({"warmup_steps": 10, "steps": 10}, "warmup"),
-    ({"matmul_dtype": "int8"}, "matmul_dtype"),
+    ({"matmul_dtype": "int8"}, "matmul_dtype"), ({"memory_mb": 0}, "memory_mb"),
 ])
 def test_bad_settings_are_refused(kwargs, match):
     with pytest.raises(ConfigError, match=match):

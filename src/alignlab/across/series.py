@@ -6,6 +6,10 @@ revision such as Pythia's ``step1000``, or a subfolder of a local model folder s
 ``alignlab train-tiny`` writes) it runs into ``OUT/<checkpoint>/`` (a complete run folder,
 its artifacts recording the revision), then gathers every numeric metric of those runs into
 one series per key: ``across.series["lens.tuned.kl"][i]`` is checkpoint i's per-layer list.
+
+With ``--warm-start`` (``lens train`` only) each checkpoint's tuned lens starts from the previous
+checkpoint's and is compared with one trained from the logit lens on the same batches; the
+saving is in the series as ``lens.warm_start.*`` (``steps_saved``, ``kl_mean_saving``, ...).
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ class AcrossConfig:
                                 "step* subfolder of the analysis's local --model folder")
     run: str = opt(help="the analysis command line, without --out and --revision, e.g. "
                         "\"lens train --model runs/tiny --tokens 4096\"")
+    warm_start: bool = opt(False, "lens train only: start each checkpoint's tuned lens from the one "
+                                  "before it (in --checkpoints order), also train it from the logit "
+                                  "lens, and report the saving (lens.warm_start.*)")
 
     def __post_init__(self) -> None:
         if not self.checkpoints.strip():
@@ -113,7 +120,30 @@ def plan_across(config: AcrossConfig) -> Plan:
     checkpoints = resolve_checkpoints(config.checkpoints, getattr(base, "model", None))
     out = Path(config.out)
     configs = [replace(base, revision=c, out=str(out / c)) for c in checkpoints]
+    if config.warm_start:
+        configs = warm_started(cmd.name, configs)
     return Plan(cmd.name, checkpoints, [step_of(c) for c in checkpoints], configs)
+
+
+def warm_started(command: str, configs: list[Any]) -> list[Any]:
+    """Each ``lens train`` after the first starts from the lens the one before it writes.
+
+    The checkpoints run in order, so the previous lens exists by the time it is read; every
+    warm-started run also trains from the logit lens on the same batches (``compare_cold``),
+    which is what its ``lens.warm_start`` saving is measured against.
+    """
+    if command != "lens train":
+        raise ConfigError(f"--warm-start applies to `lens train`, not `{command}`")
+    if configs and configs[0].init_lens is not None:
+        raise ConfigError("--run sets --init-lens; with --warm-start the first checkpoint starts "
+                          "from the logit lens and each later one from the one before")
+    from ..lens.pipeline import LENS_FOLDER
+
+    chained = [configs[0]]
+    for before, config in zip(configs, configs[1:]):
+        chained.append(replace(config, init_lens=str(Path(before.out) / LENS_FOLDER),
+                               compare_cold=True))
+    return chained
 
 
 def _numeric_leaves(obj: Any, prefix: str = "") -> dict[str, Any]:

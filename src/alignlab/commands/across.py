@@ -37,4 +37,11 @@ def run_across(config: AcrossConfig, console: Console) -> int:
     metrics = finish_across(run, plan)["across"]
     console.print(f"{len(plan.checkpoints)} checkpoints, {len(metrics['series'])} metric series: "
                   f"{run.path}/metrics.json", soft_wrap=True)
+    if config.warm_start:
+        series = metrics["series"]
+        for name, saved, kl in zip(plan.checkpoints, series.get("lens.warm_start.steps_saved", []),
+                                   series.get("lens.warm_start.kl_mean_saving", [])):
+            if kl is not None:
+                console.print(f"warm start on {name}: {saved if saved is not None else 'no'} steps saved, "
+                              f"mean held-out KL {kl:+.4f} nats lower than from the logit lens")
     return 0

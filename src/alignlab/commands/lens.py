@@ -32,7 +32,7 @@ def run_lens_eval(config: LensEvalConfig, console: Console) -> int:
 
 
 def _kl_table(metrics: dict) -> Table:
-    names = [n for n in ("logit", "tuned") if n in metrics]
+    names = [n for n in ("logit", "tuned", "cold") if n in metrics]
     table = Table(title=f"{metrics['model']}: held-out KL(final || lens), nats "
                         f"({metrics['n_tokens']} positions)")
     table.add_column("site")

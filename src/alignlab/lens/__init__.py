@@ -1,6 +1,6 @@
 """Lenses across depth: the logit lens, the tuned lens, per-layer metrics and pictures."""
 
-from .batches import ModelRows, ResidRows, rows_from_tokens
+from .batches import ModelRows, ResidRows, StoreRows, rows_from_tokens
 from .io import export_tuned_lens, import_tuned_lens, load_lens, read_lens, save_lens
 from .logit import Lens, LogitLens, lens_logits, unembed
 from .metrics import LensEvaluation, LensMetrics, evaluate_lenses
@@ -14,6 +14,7 @@ __all__ = [
     "LogitLens",
     "ModelRows",
     "ResidRows",
+    "StoreRows",
     "TrainResult",
     "TrainSettings",
     "TunedLens",

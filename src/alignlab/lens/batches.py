@@ -6,21 +6,21 @@ norm and unembedding turn into its prediction), the next token at each position,
 number of UTF-8 bytes those next tokens decode to (for bits per byte).
 
 Trainers and evaluators take any iterable of ``ResidRows``; :class:`ModelRows` makes them by
-running the model over token rows. An activation-store reader can feed the same code by
-yielding ``ResidRows`` built from its shards.
+running the model over token rows, :class:`StoreRows` by reading ``resid.*`` from an
+activation store (``alignlab harvest``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..activations import run_with_sites
+from ..activations import ActivationStore, run_with_sites
 from ..activations.sites import Site
-from ..errors import ConfigError
+from ..errors import ConfigError, StoreError
 from ..models import LoadedModel
 
 
@@ -65,18 +65,31 @@ def decoded_bytes(tokenizer, ids: Tensor) -> int:
 @torch.no_grad()
 def rows_from_tokens(lm: LoadedModel, tokens: Tensor, skip_first: int = 1) -> ResidRows:
     """Run ``tokens`` (B, T) through the model and keep the residual at every kept position."""
-    n_seq, seq_len = tokens.shape
-    check_skip_first(seq_len, skip_first)
+    check_skip_first(tokens.shape[1], skip_first)
     sites = [Site("resid", i) for i in range(lm.n_layers + 1)]
     # No logits needed: the forward stops after the last block (the final norm and unembedding
     # are applied by the lens code itself, on resid.L).
     captured = run_with_sites(lm, tokens, sites)
+    return resid_rows([captured.acts[s.name] for s in sites], tokens, skip_first, lm.tokenizer)
+
+
+def resid_rows(resid: list[Tensor], tokens: Tensor, skip_first: int, tokenizer) -> ResidRows:
+    """:class:`ResidRows` from ``resid.0 .. resid.L`` (each (B, T, d)) of token rows (B, T)."""
+    n_seq, seq_len = tokens.shape
     keep = positions_kept(seq_len, skip_first)
-    resid = torch.stack([captured.acts[s.name][:, keep.start : keep.stop] for s in sites])
-    resid = resid.reshape(len(sites), n_seq * len(keep), lm.d_model)  # (L+1, N, d)
+    stacked = torch.stack([r[:, keep.start : keep.stop] for r in resid])  # (L+1, B, len(keep), d)
+    stacked = stacked.reshape(len(resid), n_seq * len(keep), stacked.shape[-1])  # (L+1, N, d)
     next_ids = tokens[:, keep.start + 1 : keep.stop + 1]  # (B, len(keep))
-    n_bytes = sum(decoded_bytes(lm.tokenizer, row) for row in next_ids)
-    return ResidRows(resid.float(), next_ids.reshape(-1).to(resid.device), n_bytes)
+    n_bytes = sum(decoded_bytes(tokenizer, row) for row in next_ids)
+    return ResidRows(stacked.float(), next_ids.reshape(-1).to(stacked.device), n_bytes)
+
+
+def _visit_order(n: int, shuffle: bool, seed: int, passes: int) -> Tensor:
+    """Row order of one pass: the same for :class:`ModelRows` and :class:`StoreRows`."""
+    if not shuffle:
+        return torch.arange(n)
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + passes)
+    return torch.randperm(n, generator=gen)
 
 
 class ModelRows:
@@ -99,11 +112,57 @@ class ModelRows:
         return -(-self.tokens.shape[0] // self.batch_size)
 
     def __iter__(self) -> Iterator[ResidRows]:
-        order = torch.arange(self.tokens.shape[0])
-        if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.passes)
-            order = torch.randperm(self.tokens.shape[0], generator=gen)
+        order = _visit_order(self.tokens.shape[0], self.shuffle, self.seed, self.passes)
         self.passes += 1
         for start in range(0, len(order), self.batch_size):
             batch = self.tokens[order[start : start + self.batch_size]]  # (B, T)
             yield rows_from_tokens(self.lm, batch, self.skip_first)
+
+
+class StoreRows:
+    """:class:`ResidRows` read from an activation store instead of computed by the model.
+
+    ``seqs`` are the store's sequence numbers to use, ``batch_size`` of them per batch. Given
+    the same rows in the same order, ``batch_size``, ``skip_first``, ``shuffle`` and ``seed``,
+    the batches are those :class:`ModelRows` makes (up to the store's dtype): the same order
+    of rows, positions and targets, so a lens trained from a store is the lens trained on the
+    fly. The store must hold ``resid.0 .. resid.{n_layers}``; the model's head is not stored,
+    since the trainer recomputes the final distribution from ``resid.{n_layers}``.
+    """
+
+    def __init__(self, store: ActivationStore, seqs: Sequence[int], n_layers: int, tokenizer,
+                 batch_size: int, skip_first: int = 1, shuffle: bool = False, seed: int = 0):
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        check_skip_first(store.seq_len, skip_first)
+        self.sites = [f"resid.{i}" for i in range(n_layers + 1)]
+        missing = [s for s in self.sites if s not in store.widths]
+        if missing:
+            raise StoreError(
+                f"store {str(store.path)!r} lacks {', '.join(missing[:3])}"
+                f"{'...' if len(missing) > 3 else ''}; a tuned lens needs resid.0..resid.{n_layers}: "
+                f"harvest with --sites 'resid.*'"
+            )
+        self.store, self.seqs, self.tokenizer = store, torch.as_tensor(list(seqs)), tokenizer
+        self.batch_size, self.skip_first = batch_size, skip_first
+        self.shuffle, self.seed = shuffle, seed
+        self.passes = 0
+
+    def __len__(self) -> int:
+        return -(-len(self.seqs) // self.batch_size)
+
+    def __iter__(self) -> Iterator[ResidRows]:
+        order = _visit_order(len(self.seqs), self.shuffle, self.seed, self.passes)
+        self.passes += 1
+        for start in range(0, len(order), self.batch_size):
+            yield self.read(self.seqs[order[start : start + self.batch_size]])
+
+    def read(self, seqs: Tensor) -> ResidRows:
+        """The rows of store sequences ``seqs`` (B,), as :func:`rows_from_tokens` makes them."""
+        seq_len = self.store.seq_len
+        index = (seqs[:, None] * seq_len + torch.arange(seq_len)).reshape(-1)  # (B * T,)
+        batch = self.store.rows(index, self.sites)
+        shape = (len(seqs), seq_len, -1)
+        resid = [batch.acts[s].reshape(shape) for s in self.sites]  # each (B, T, d)
+        return resid_rows(resid, batch.tokens.reshape(len(seqs), seq_len), self.skip_first,
+                          self.tokenizer)
