@@ -34,6 +34,7 @@ def test_train_writes_saes_metrics_report_and_browser(trained):
     assert (trained / entry["folder"] / "cfg.json").is_file()
     assert (trained / entry["browser"]).is_file()
     assert metrics["sae_train"]["tokens"] > 0 and metrics["sae_train"]["tokens_per_second"] > 0
+    assert metrics["sae_train"]["optimizers"]["resid.2"]["optimizer"] == "signum"  # topk's default
     assert "Sparse autoencoders and transcoders" in (trained / "report.html").read_text()
     assert not (trained / "checkpoint").exists()  # removed once training finished
     config = json.loads((trained / "config.json").read_text())

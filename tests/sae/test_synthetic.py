@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from alignlab.errors import ConfigError
-from alignlab.sae import CoderConfig
+from alignlab.sae import CoderConfig, architecture_names
 from alignlab.sae.data import TensorSource
 from alignlab.sae.synthetic import PlantedConfig, plant_features, recovery, sample
 from alignlab.sae.trainer import Trainer, TrainSettings
@@ -49,12 +49,16 @@ def test_recovery_matches_a_slow_reference():
     assert recovery(dictionary, dictionary).fraction_recovered == 1.0
 
 
-def test_topk_recovers_at_least_90_percent_of_planted_features_at_the_planted_sparsity():
+@pytest.mark.parametrize("arch", architecture_names())
+def test_every_architecture_recovers_at_least_90_percent_of_planted_features(arch):
+    """At its default settings; TopK and BatchTopK with k = the planted L0. Measured (seed 0):
+    all four recover 100% above 0.9 cosine, mean max cosine 0.97-0.99; L0 4.0 (topk), 4.1
+    (batchtopk), 47 (jumprelu), 29 (relu_l1) against 4 planted."""
     started = time.perf_counter()
     planted = plant_features(PlantedConfig(d=64, n_features=256, mean_active=4, seed=0))
     data = sample(planted, 60_000, seed=1)
     source = TensorSource(data.x, batch_size=256)
-    cfg = CoderConfig("topk", 64, 512, k=4)  # k = the planted L0
+    cfg = CoderConfig(arch, 64, 512, k=4)
     result = Trainer({"x": cfg}, TrainSettings(n_steps=source.n_batches, seed=0)).fit(source)
     rec = recovery(result.coders["x"].W_dec, planted.dictionary)
     assert rec.fraction_recovered >= 0.9, rec.to_json()

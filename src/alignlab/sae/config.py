@@ -8,6 +8,7 @@ from ..config import opt
 from ..errors import ConfigError
 from .arch import DEFAULT_ARCH, architecture_names
 from .data import DEFAULT_SINK_FACTOR
+from .optim import OPTIMIZERS
 
 EXPORT_FORMATS = ["saelens", "native"]
 
@@ -36,7 +37,11 @@ class SaeTrainConfig:
     k: int = opt(32, "topk/batchtopk: active latents per token")
     width: int | None = opt(None, "latents (default: --expansion x the site's width)")
     expansion: int = opt(16, "latents per input dimension when --width is not given")
-    lr: float | None = opt(None, "Adam learning rate (default: 2e-4 / sqrt(width / 2^14), as sparsify)")
+    optimizer: str | None = opt(None, "signum (schedule-free sign descent, sparsify's default) or adam "
+                                "(default: signum for topk/batchtopk, adam otherwise)",
+                                choices=OPTIMIZERS)
+    lr: float | None = opt(None, "learning rate (default, as sparsify: 5e-3 for signum, 2e-4 for adam, "
+                           "over sqrt(width / 2^14))")
     l1_coeff: float = opt(5.0, "relu_l1: L1 coefficient (Anthropic's units)")
     l0_coeff: float = opt(1e-3, "jumprelu: L0 coefficient per active latent, in FVU units")
     batch_tokens: int = opt(4096, "tokens per optimiser step (all ranks together)")

@@ -100,7 +100,8 @@ def train_into(config: SaeTrainConfig, out: Path, log: Log = print,
     dist_util.barrier()
     checkpoint = out / CHECKPOINT_DIR
     settings = TrainSettings(
-        n_steps=data.n_steps, lr=config.lr, dead_after_tokens=config.dead_after_tokens,
+        n_steps=data.n_steps, lr=config.lr, optimizer=config.optimizer,
+        dead_after_tokens=config.dead_after_tokens,
         auxk=config.auxk, seed=config.seed, checkpoint_every=config.checkpoint_every,
         checkpoint_dir=checkpoint,
     )
@@ -248,7 +249,7 @@ def _run_entry(data: _Data, result: TrainResult) -> dict:
         "model": data.model.get("model"), "source": data.origin.get("source"),
         "tokens": result.tokens, "sink_tokens": result.sink_rows, "steps": result.steps,
         "seconds": seconds, "tokens_per_second": result.tokens / seconds if seconds > 0 else None,
-        "update_seconds": result.update_seconds,
+        "update_seconds": result.update_seconds, "optimizers": result.optimizers,
         "update_tokens_per_second": result.tokens / result.update_seconds if result.update_seconds > 0 else None,
         "history": result.history,
     }

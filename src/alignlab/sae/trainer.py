@@ -6,8 +6,11 @@ latents, report, checkpoint. Nothing random happens after initialisation, so a r
 function of its seed and its data; a run resumed from a checkpoint ends with the same weights
 as one that never stopped.
 
-Defaults follow sparsify: Adam with ``lr = 2e-4 / sqrt(width / 2**14)``, AuxK on latents that
-have not fired for ``dead_after_tokens`` tokens, decoder bias initialised at the data mean.
+Defaults follow sparsify 1.3: for TopK and BatchTopK, schedule-free sign descent with
+``lr = 5e-3 / sqrt(width / 2**14)`` (:mod:`alignlab.sae.optim`); for the penalised
+architectures, Adam with ``lr = 2e-4 / sqrt(width / 2**14)`` and a warmup/decay schedule. AuxK
+on latents that have not fired for ``dead_after_tokens`` tokens, decoder bias initialised at the
+data mean.
 Inputs are scaled so E||x||^2 = d_in (Anthropic, April 2024); the scale is folded into the
 weights of the coders this module returns, so they read raw activations.
 """
@@ -31,14 +34,21 @@ from ..errors import ArtifactError, ConfigError
 from . import distributed as dist_util
 from .arch import CoderConfig, SparseCoder, TrainOutput, build_coder
 from .data import ActivationBatch, ActivationSource
+from .optim import OPTIMIZERS, ScheduleFreeSignSGD, build_optimizer
+from .optim import default_lr as _default_lr
 
 CHECKPOINT_DIR = "checkpoint"
 DEAD_AFTER_TOKENS_MAX = 10_000_000  # sparsify's dead_feature_threshold
 
 
-def default_lr(width: int) -> float:
-    """sparsify's width-scaled Adam learning rate: ``2e-4 / sqrt(width / 2**14)``."""
-    return 2e-4 / math.sqrt(width / 2**14)
+def default_lr(width: int, optimizer: str = "adam") -> float:
+    """sparsify's width-scaled learning rate: ``2e-4`` (Adam) or ``5e-3`` (signum) over ``sqrt(width / 2**14)``."""
+    return _default_lr(width, optimizer)
+
+
+def default_optimizer(cfg: CoderConfig) -> str:
+    """signum for TopK-style coders (sparsify's default), Adam for the penalised ones."""
+    return "signum" if cfg.arch in ("topk", "batchtopk") else "adam"
 
 
 @dataclass
@@ -46,9 +56,10 @@ class TrainSettings:
     """How to train (not what): shared by every coder in one run."""
 
     n_steps: int  # optimiser steps to take in total (a resumed run counts from 0 too)
-    lr: float | None = None  # None: default_lr(width), per coder
-    warmup_steps: int | None = None  # None: min(1000, n_steps // 10)
-    decay_fraction: float = 0.2  # linear decay to 0 over the last part of training
+    lr: float | None = None  # None: default_lr(width, optimizer), per coder
+    optimizer: str | None = None  # signum | adam; None: default_optimizer(cfg), per coder
+    warmup_steps: int | None = None  # Adam: None means min(1000, n_steps // 10)
+    decay_fraction: float = 0.2  # Adam: linear decay to 0 over the last part of training
     dead_after_tokens: int | None = None  # None: min(10M, total tokens // 10)
     auxk: bool = True  # revive dead latents with AuxK (Gao et al. 2024)
     scale_inputs: bool = True  # train on activations scaled to E||x||^2 = d
@@ -66,6 +77,8 @@ class TrainSettings:
             raise ConfigError(f"decay_fraction must be in [0, 1], got {self.decay_fraction}")
         if self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
 
     @property
     def warmup(self) -> int:
@@ -113,6 +126,7 @@ class TrainResult:
     update_seconds: float  # of which the coder updates alone
     history: list[dict] = field(default_factory=list)  # every history_every steps
     final: dict[str, StepStats] = field(default_factory=dict)  # mean of the last 10% of steps
+    optimizers: dict[str, dict] = field(default_factory=dict)  # name -> {"optimizer", "lr"}
 
 
 class _TrainStep(nn.Module):
@@ -129,7 +143,7 @@ class _TrainStep(nn.Module):
 @dataclass
 class _CoderState:
     coder: SparseCoder
-    optimizer: torch.optim.Adam
+    optimizer: torch.optim.Optimizer  # Adam or ScheduleFreeSignSGD
     base_lr: float
     input_scale: float = 1.0
     output_scale: float = 1.0
@@ -156,8 +170,9 @@ class Trainer:
 
     def _new_state(self, cfg: CoderConfig, index: int) -> _CoderState:
         coder = build_coder(cfg, seed=self.settings.seed + index)
-        lr = self.settings.lr if self.settings.lr is not None else default_lr(cfg.width)
-        optimizer = torch.optim.Adam(coder.parameters(), lr=lr, fused=True)
+        name = self.settings.optimizer or default_optimizer(cfg)
+        lr = self.settings.lr if self.settings.lr is not None else default_lr(cfg.width, name)
+        optimizer = build_optimizer(name, coder.parameters(), lr)
         return _CoderState(coder, optimizer, lr, since_fired=torch.zeros(cfg.width, dtype=torch.long))
 
     # ----- the loop ----------------------------------------------------------------------
@@ -234,11 +249,16 @@ class Trainer:
 
     def _optimizer_step(self, state: _CoderState) -> None:
         state.coder.remove_parallel_grad()
+        schedule_free = isinstance(state.optimizer, ScheduleFreeSignSGD)
+        factor = 1.0 if schedule_free else self.settings.lr_factor(self.step)
         for group in state.optimizer.param_groups:
-            group["lr"] = state.base_lr * self.settings.lr_factor(self.step)
+            group["lr"] = state.base_lr * factor
         state.optimizer.step()
         state.optimizer.zero_grad(set_to_none=True)
-        state.coder.normalize_decoder()
+        if schedule_free:  # keep z, x and y on the sphere
+            state.optimizer.project_(state.coder.W_dec, _normalize_rows_)
+        else:
+            state.coder.normalize_decoder()
 
     def _dead_after(self) -> int:
         if self.settings.dead_after_tokens is not None:
@@ -290,6 +310,11 @@ class Trainer:
         coders = {}
         for name, state in self.states.items():
             coder = copy.deepcopy(state.coder)
+            if isinstance(state.optimizer, ScheduleFreeSignSGD):  # keep the average x, not y
+                with torch.no_grad():
+                    for mine, theirs in zip(coder.parameters(), state.coder.parameters()):
+                        mine.copy_(state.optimizer.averaged(theirs))
+                    coder.normalize_decoder()
             coder.fold_scales(state.input_scale, state.output_scale)
             coders[name] = coder.eval()
         final = {name: _mean_stats(recent) for name, recent in self._recent.items() if recent}
@@ -298,7 +323,7 @@ class Trainer:
             {n: s.input_scale for n, s in self.states.items()},
             {n: s.output_scale for n, s in self.states.items()},
             self.step, self.tokens, self.sink_rows, seconds, self.update_seconds, list(self.history),
-            final,
+            final, {n: {"optimizer": _optimizer_name(s.optimizer), "lr": s.base_lr} for n, s in self.states.items()},
         )
 
     # ----- checkpoints -------------------------------------------------------------------
@@ -387,6 +412,14 @@ def _unit_mean_square_scale(x: Tensor) -> float:
     if not mean_square > 0:
         return 1.0
     return float(math.sqrt(x.shape[1] / float(mean_square)))
+
+
+def _optimizer_name(optimizer: torch.optim.Optimizer) -> str:
+    return "signum" if isinstance(optimizer, ScheduleFreeSignSGD) else "adam"
+
+
+def _normalize_rows_(w: Tensor) -> None:
+    w.div_(w.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
 
 def _broadcast_float(value: float) -> float:

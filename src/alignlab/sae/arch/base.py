@@ -149,6 +149,7 @@ class SparseCoder(nn.Module):
     uses_k: ClassVar[bool] = False  # sparsity set by cfg.k (topk, batchtopk)
     saelens_arch: ClassVar[str | None] = None  # SAELens architecture for SAEs (None: none)
     saelens_transcoder_arch: ClassVar[str | None] = None  # ... for transcoders without skip
+    encoder_init_norm: ClassVar[float] = 1.0  # norm of the tied encoder rows at initialisation
 
     def __init__(self, cfg: CoderConfig, generator: torch.Generator | None = None):
         super().__init__()
@@ -163,7 +164,7 @@ class SparseCoder(nn.Module):
         if cfg.transcoder or d_in != d_out:
             W_enc = torch.randn(width, d_in, generator=generator) / math.sqrt(d_in)
         else:
-            W_enc = W_dec.clone()  # tied init (Conerly et al. 2024; sparsify)
+            W_enc = W_dec * self.encoder_init_norm  # tied directions (Conerly et al. 2024; sparsify)
         self.W_enc = nn.Parameter(W_enc)  # (width, d_in)
         self.b_enc = nn.Parameter(torch.zeros(width))
         self.W_dec = nn.Parameter(W_dec)  # (width, d_out)
@@ -227,9 +228,10 @@ class SparseCoder(nn.Module):
             return err.new_zeros(())
         k_aux = min(max(self.cfg.out_dim // 2, 1), n_dead)
         scale = min(n_dead / max(self.cfg.out_dim // 2, 1), 1.0)  # fewer dead: a smaller loss
-        with torch.no_grad():
-            masked = torch.where(dead[None], pre.detach(), float("-inf"))  # (N, width)
-            idx = masked.topk(k_aux, dim=1, sorted=False).indices  # (N, k_aux)
+        with torch.no_grad():  # top-k among the dead columns only: cheap when few are dead
+            dead_idx = dead.nonzero().squeeze(1)  # (n_dead,)
+            local = pre.detach().index_select(1, dead_idx).topk(k_aux, dim=1, sorted=False).indices
+            idx = dead_idx[local]  # (N, k_aux)
         values = gather(idx).relu()
         err_hat = sparse_decode(values, idx, self.W_dec)
         return scale * (err_hat - err.detach()).pow(2).sum() / tv

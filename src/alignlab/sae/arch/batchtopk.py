@@ -23,6 +23,7 @@ THRESHOLD_EMA = 0.01  # SAELens' topk_threshold_lr
 class BatchTopKCoder(SparseCoder):
     arch = "batchtopk"
     uses_k = True
+    encoder_init_norm = 3**-0.5  # as TopK
     saelens_arch = "jumprelu"
     saelens_transcoder_arch = "jumprelu_transcoder"
 
