@@ -88,3 +88,21 @@ def test_held_out_templates_reports_both(make_planted):
     out = ctl.held_out_templates(probe, test, other, [0], [1, 2])
     assert out["held_out_accuracy"] > 0.9 and out["same_template_accuracy"] > 0.9
     assert len(out["held_out_accuracy_by_layer"]) == 3
+
+
+@pytest.mark.parametrize("n_true, n", [(50, 100), (30, 101)])
+def test_permuted_labels_are_uncorrelated_with_truth_in_the_sample(n_true, n):
+    y = torch.zeros(n)
+    y[torch.randperm(n, generator=torch.Generator().manual_seed(3))[:n_true]] = 1
+    inputs = ProbeInputs(torch.randn(1, n, 4), y)
+    shuffled = ctl.permuted(inputs, torch.Generator().manual_seed(0)).y
+    rate = n_true / n
+    for cls in (0, 1):  # each true class gets the overall rate of positives (to one row)
+        rows = y == cls
+        assert abs(float(shuffled[rows].sum()) - rate * int(rows.sum())) <= 0.5
+    assert abs(int(shuffled.sum()) - n_true) <= 1
+    # hence (almost) no covariance with truth, unlike a plain permutation's sampling noise
+    cov = float(((shuffled - shuffled.mean()) * (y - y.mean())).mean())
+    assert abs(cov) < 0.5 / n
+    other = ctl.permuted(inputs, torch.Generator().manual_seed(1)).y
+    assert not torch.equal(shuffled, other)  # random: another seed, other labels

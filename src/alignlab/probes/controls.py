@@ -47,7 +47,23 @@ class Splits:
 
 
 def permuted(inputs: ProbeInputs, generator: torch.Generator) -> ProbeInputs:
-    return inputs.with_labels(inputs.y[torch.randperm(inputs.n, generator=generator)])
+    """Random labels with the same positive rate, drawn within each true class so that they are
+    uncorrelated with truth in this very sample.
+
+    A plain permutation is uncorrelated only in expectation: on smollm2's cities one seed's
+    permuted train and validation labels agreed with truth on 48% of rows, and the probe, for
+    which truth is the easiest direction to fit, learned anti-truth from that 4% and scored test
+    AUROC 0.37 instead of ~0.5.
+    """
+    y = inputs.y
+    rate = float(y.mean())
+    labels = torch.empty_like(y)
+    for cls in (0.0, 1.0):
+        rows = torch.nonzero(y == cls).squeeze(1)
+        rows = rows[torch.randperm(rows.numel(), generator=generator)]
+        ones = round(rate * rows.numel())
+        labels[rows] = (torch.arange(rows.numel()) < ones).to(y.dtype)
+    return inputs.with_labels(labels)
 
 
 def shuffled_labels(method: str, splits: Splits, layers: list[int], settings: MethodSettings,
