@@ -26,7 +26,7 @@ OPTIMIZERS = ["signum", "adam"]
 SIGNUM_MOMENTUM = 0.95  # sparsify's ScheduleFreeWrapper(momentum=0.95)
 
 
-def default_lr(width: int, optimizer: str) -> float:
+def default_lr(width: int, optimizer: str = "adam") -> float:
     """sparsify's width-scaled learning rates: signum ``5e-3``, Adam ``2e-4``, over ``sqrt(width / 2**14)``."""
     base = 5e-3 if optimizer == "signum" else 2e-4
     return base / math.sqrt(width / 2**14)
@@ -82,6 +82,11 @@ class ScheduleFreeSignSGD(torch.optim.Optimizer):
         """``x``, the schedule-free average to keep at the end (``p`` itself before any step)."""
         state = self.state.get(p)
         return state["x"].clone() if state else p.detach().clone()
+
+
+def normalize_rows_(w: Tensor) -> None:
+    """Scale each row of ``w`` to unit norm, in place (decoder directions)."""
+    w.div_(w.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
 
 def build_optimizer(name: str, params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:

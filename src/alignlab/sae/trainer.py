@@ -34,16 +34,10 @@ from ..errors import ArtifactError, ConfigError
 from . import distributed as dist_util
 from .arch import CoderConfig, SparseCoder, TrainOutput, build_coder
 from .data import ActivationBatch, ActivationSource
-from .optim import OPTIMIZERS, ScheduleFreeSignSGD, build_optimizer
-from .optim import default_lr as _default_lr
+from .optim import OPTIMIZERS, ScheduleFreeSignSGD, build_optimizer, default_lr, normalize_rows_
 
 CHECKPOINT_DIR = "checkpoint"
 DEAD_AFTER_TOKENS_MAX = 10_000_000  # sparsify's dead_feature_threshold
-
-
-def default_lr(width: int, optimizer: str = "adam") -> float:
-    """sparsify's width-scaled learning rate: ``2e-4`` (Adam) or ``5e-3`` (signum) over ``sqrt(width / 2**14)``."""
-    return _default_lr(width, optimizer)
 
 
 def default_optimizer(cfg: CoderConfig) -> str:
@@ -256,7 +250,7 @@ class Trainer:
         state.optimizer.step()
         state.optimizer.zero_grad(set_to_none=True)
         if schedule_free:  # keep z, x and y on the sphere
-            state.optimizer.project_(state.coder.W_dec, _normalize_rows_)
+            state.optimizer.project_(state.coder.W_dec, normalize_rows_)
         else:
             state.coder.normalize_decoder()
 
@@ -416,10 +410,6 @@ def _unit_mean_square_scale(x: Tensor) -> float:
 
 def _optimizer_name(optimizer: torch.optim.Optimizer) -> str:
     return "signum" if isinstance(optimizer, ScheduleFreeSignSGD) else "adam"
-
-
-def _normalize_rows_(w: Tensor) -> None:
-    w.div_(w.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
 
 def _broadcast_float(value: float) -> float:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import ConfigError
+from ..optim import normalize_rows_
 
 # OpenAI's TopK SAE paper (Gao et al. 2024, appendix B.1): AuxK uses the top d_in/2 dead
 # latents to model the residual, weighted 1/32.
@@ -238,7 +239,7 @@ class SparseCoder(nn.Module):
 
     @torch.no_grad()
     def normalize_decoder(self) -> None:
-        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))
+        normalize_rows_(self.W_dec)
 
     @torch.no_grad()
     def remove_parallel_grad(self) -> None:
