@@ -83,10 +83,13 @@ def sklearn_cv(x: torch.Tensor, y: torch.Tensor, folds: torch.Tensor, scaled: bo
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from threadpoolctl import threadpool_limits
+
     xs, ys, fs = x.numpy(), y.numpy(), folds.numpy()
     start = time.perf_counter()
     out = np.zeros(xs.shape[0])
-    with warnings.catch_warnings():
+    # sklearn's BLAS gets the threads torch has, so neither side runs on more cores
+    with warnings.catch_warnings(), threadpool_limits(limits=torch.get_num_threads()):
         warnings.simplefilter("ignore", ConvergenceWarning)
         for layer in range(xs.shape[0]):
             accs = []
@@ -125,7 +128,11 @@ def main() -> None:
     parser.add_argument("--sklearn", default="raw,scaled",
                         help="which sklearn loops to time: raw (LogisticRegression() as is), scaled, or both")
     parser.add_argument("--skip-methods", action="store_true", help="only the 5-fold LR comparison")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for both sides (torch and sklearn's BLAS); default: torch's")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data = features(args.model, args.features)
     x, y = data["x"], data["y"]
     folds = folds_by_group(data["groups"])
