@@ -82,7 +82,6 @@ def sklearn_cv(x: torch.Tensor, y: torch.Tensor, folds: torch.Tensor, scaled: bo
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-
     from threadpoolctl import threadpool_limits
 
     xs, ys, fs = x.numpy(), y.numpy(), folds.numpy()

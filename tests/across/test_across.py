@@ -100,3 +100,58 @@ def test_warm_start_is_refused_for_other_analyses(tmp_path):
     with pytest.raises(ConfigError, match="--warm-start applies to `lens train`"):
         plan_across(AcrossConfig(out=str(tmp_path / "a"), checkpoints="step0,step1", warm_start=True,
                                  run="lens eval --model m"))
+
+
+PROBE = ("probe --methods lr,mean-diff --pairs none --no-controls --no-causal --no-baseline "
+         "--bootstrap 20 --batch-size 16")
+
+
+def _surface_csv(path, n=120):
+    """Labels any model's last-token state can see: which word the sentence holds."""
+    lines = ["statement,label"] + [f"Number {i} goes with the {('apple', 'stone')[i % 2]} here.,{1 - i % 2}"
+                                   for i in range(n)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_probe_across_checkpoints_reports_concept_drift(checkpoints, tmp_path):
+    """Per consecutive pair and layer: the cosine of the probe directions and the earlier
+    probe's accuracy on the later checkpoint's test states, checked against a per-layer loop
+    over the saved artifacts."""
+    import torch
+
+    from alignlab.probes import load_probe
+    from alignlab.probes.io import load_test_states
+
+    data = _surface_csv(tmp_path / "surface.csv")
+    out = tmp_path / "drift"
+    names = ["step0", "step4", "step8"]
+    assert main(["across", "--checkpoints", ",".join(names), "--run",
+                 f"{PROBE} --model {checkpoints} --dataset {data}", "--out", str(out)]) == 0
+    drift = json.loads((out / "metrics.json").read_text())["across"]["probe_drift"]
+    assert sorted(drift) == ["surface"] and sorted(drift["surface"]) == ["lr", "mean-diff"]
+    for method, d in drift["surface"].items():
+        assert d["pairs"] == ["step0->step4", "step4->step8"]
+        for k, pair in enumerate(d["pairs"]):
+            earlier, later = (out / c / "probes" / "surface" for c in pair.split("->"))
+            a, b = load_probe(earlier / method), load_probe(later / method)
+            states = load_test_states(later)
+            for layer in range(len(a.layers)):
+                wa, wb = a.direction()[layer], b.direction()[layer]
+                if wa.norm() > 0 and wb.norm() > 0:
+                    assert d["cosine"][k][layer] == pytest.approx(float(wa @ wb), abs=1e-5)
+                else:  # a constant layer (resid.0 of the final "." here) has no direction
+                    assert d["cosine"][k][layer] is None
+                hits = sum(int((float(a.logits(states)[layer, i]) > 0) == bool(states.y[i]))
+                           for i in range(states.n))
+                assert d["previous_probe_accuracy"][k][layer] == pytest.approx(hits / states.n, abs=1e-6)
+                scores = a.logits(states)[layer]
+                pos, neg = scores[states.y == 1], scores[states.y == 0]
+                wins = sum(float(p > q) + 0.5 * float(p == q) for p in pos for q in neg)
+                assert d["previous_probe_auroc"][k][layer] == pytest.approx(wins / (len(pos) * len(neg)), abs=1e-6)
+        # training moved the model: the checkpoints' probes are not all the same direction
+        assert min(c for c in d["cosine"][0][1:] if c is not None) < 0.99
+        own = torch.tensor(d["own_probe_accuracy"][-1][1:])
+        assert float(own.max()) > 0.9  # the surface word is readable at the last checkpoint
+    report = (out / "report.html").read_text()
+    assert "Concept drift" in report and "earlier probe accuracy" in report

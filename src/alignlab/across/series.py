@@ -10,6 +10,11 @@ one series per key: ``across.series["lens.tuned.kl"][i]`` is checkpoint i's per-
 With ``--warm-start`` (``lens train`` only) each checkpoint's tuned lens starts from the previous
 checkpoint's and is compared with one trained from the logit lens on the same batches; the
 saving is in the series as ``lens.warm_start.*`` (``steps_saved``, ``kl_mean_saving``, ...).
+
+With ``probe`` as the analysis, each checkpoint's run also saves its test rows' states, and
+``across.probe_drift`` holds, per dataset and method and for each consecutive pair of
+checkpoints, the per-layer cosine between their probe directions and the accuracy of the
+earlier checkpoint's probe on the later one's test states (beside the later one's own).
 """
 
 from __future__ import annotations
@@ -122,6 +127,8 @@ def plan_across(config: AcrossConfig) -> Plan:
     configs = [replace(base, revision=c, out=str(out / c)) for c in checkpoints]
     if config.warm_start:
         configs = warm_started(cmd.name, configs)
+    if cmd.name == "probe":  # drift needs every checkpoint's probes and test states on disk
+        configs = [replace(c, save_probes=True, save_test_states=True) for c in configs]
     return Plan(cmd.name, checkpoints, [step_of(c) for c in checkpoints], configs)
 
 
@@ -178,5 +185,10 @@ def gather_series(plan: Plan, out: Path) -> dict:
 def finish_across(run: Run, plan: Plan) -> dict:
     """Gather the series into ``OUT/metrics.json`` (and report) once every checkpoint ran."""
     metrics = {"across": gather_series(plan, run.path)}
+    if plan.command == "probe":
+        from ..probes.across import drift_between_runs
+
+        metrics["across"]["probe_drift"] = drift_between_runs(
+            [run.path / c for c in plan.checkpoints], plan.checkpoints)
     run.finish(metrics)
     return metrics

@@ -19,11 +19,24 @@ from ..errors import ArtifactError
 from ..models.loader import LoadedModel
 from ..runs import atomic_write_json
 from .fit import FittedProbe
-from .methods import METHODS
+from .methods import METHODS, ProbeInputs
 
 FORMAT_VERSION = 1
 CFG = "cfg.json"
 WEIGHTS = "probe.safetensors"
+TEST_STATES = "test_states.safetensors"  # per dataset folder, written for `alignlab across`
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """safetensors written to a temporary name and renamed, so a killed write leaves nothing."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def save_probe(probe: FittedProbe, folder: str | Path, model: dict, dataset: str) -> Path:
@@ -31,14 +44,7 @@ def save_probe(probe: FittedProbe, folder: str | Path, model: dict, dataset: str
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CFG).unlink(missing_ok=True)  # the folder reads as incomplete until cfg.json lands
-    fd, tmp = tempfile.mkstemp(prefix=f".{WEIGHTS}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in probe.state.items()}, tmp)
-        os.replace(tmp, folder / WEIGHTS)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _save_tensors(probe.state, folder / WEIGHTS)
     atomic_write_json(folder / CFG, {
         "format_version": FORMAT_VERSION, "kind": "alignlab.probe", "method": probe.method,
         "layers": probe.layers, "best_layer": probe.best_layer, "dataset": dataset,
@@ -78,3 +84,25 @@ def check_model(recorded: dict, lm: LoadedModel, folder: Path) -> None:
                 f"probe {folder} was fitted on {recorded.get('model')!r} ({key} {recorded.get(key)!r}), "
                 f"not on {here['model']!r} ({key} {here[key]!r}); fit a probe on this model"
             )
+
+
+def save_test_states(inputs: ProbeInputs, folder: str | Path) -> Path:
+    """A dataset's test rows (states, labels, contrast pairs) as ``folder/test_states.safetensors``:
+    what ``alignlab across`` applies the previous checkpoint's probe to."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {"x": inputs.x, "y": inputs.y}
+    if inputs.has_pairs:
+        tensors.update(x_pos=inputs.x_pos, x_neg=inputs.x_neg)
+    path = folder / TEST_STATES
+    _save_tensors(tensors, path)
+    return path
+
+
+def load_test_states(folder: str | Path) -> ProbeInputs:
+    path = Path(folder) / TEST_STATES
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing; run `alignlab probe` with --save-test-states "
+                            "(`alignlab across` sets it)")
+    t = {k: v.to(torch.float32) for k, v in load_file(str(path)).items()}
+    return ProbeInputs(t["x"], t["y"], t.get("x_pos"), t.get("x_neg"))

@@ -65,6 +65,9 @@ class ProbeConfig:
     seed: int = opt(0, "seed for restarts, random directions, bootstrap and the controls")
     batch_size: int = opt(64, "texts per forward pass")
     save_probes: bool = opt(True, "write each fitted probe to RUN/probes/<dataset>/<method>/")
+    save_test_states: bool = opt(False, "also write each dataset's test rows (every layer's states) to "
+                                 "RUN/probes/<dataset>/test_states.safetensors; `alignlab across` "
+                                 "sets it to apply each checkpoint's probe to the next one's states")
     out: str | None = opt(None, "run folder (config.json, metrics.json, probes, report.html)")
 
     def __post_init__(self) -> None:
@@ -417,7 +420,7 @@ def probe_run(config: ProbeConfig, log: Callable[[str], None] | None = None):
     from ..models import load_model
     from ..runs import ensure_writable_dir, start_run
     from . import report  # noqa: F401  (registers the report section)
-    from .io import save_probe
+    from .io import save_probe, save_test_states
 
     log = log or (lambda _msg: None)
     if config.out:
@@ -433,6 +436,9 @@ def probe_run(config: ProbeConfig, log: Callable[[str], None] | None = None):
         for name, result in results.datasets.items():
             for method, probe in result.probes.items():
                 save_probe(probe, run.path / "probes" / name / method, results.model, name)
+    if config.save_test_states:
+        for name in results.datasets:
+            save_test_states(results.test_inputs(name), run.path / "probes" / name)
     metrics = results.to_metrics()
     finish = getattr(run, "finish", None)
     (finish or run.write_metrics)(metrics)

@@ -10,6 +10,8 @@ from ..registry import register
 PER_LAYER_FIRST = ("lens.logit.kl", "lens.tuned.kl")
 MAX_PER_LAYER_FIGURES = 4
 MAX_SCALAR_COLUMNS = 8
+MAX_DRIFT_FIGURES = 3  # datasets
+MAX_DRIFT_LINES = 8
 
 
 @register("across", order=90)
@@ -33,7 +35,52 @@ def across_section(run: RunView, metrics: dict) -> Section | None:
         rows = [[c, *(series[k][i] for k in shown)] for i, c in enumerate(checkpoints)]
         blocks.append(Table(["checkpoint", *shown], rows,
                             caption=f"{len(shown)} of {len(scalars)} scalar metrics; all are in metrics.json."))
+    drift = data.get("probe_drift")
+    if isinstance(drift, dict) and drift:
+        blocks.extend(_drift_blocks(drift))
     return Section("Across training: the same analysis at each checkpoint", blocks)
+
+
+def _drift_blocks(drift: dict) -> list:
+    """Concept drift of the truth probes: per-layer cosine figures and a summary table."""
+    blocks: list = [Paragraph(
+        "Concept drift: for each pair of consecutive checkpoints, the cosine between their probes' "
+        "directions per layer, and the accuracy of the earlier checkpoint's probe on the later "
+        "checkpoint's test states beside the later checkpoint's own probe.")]
+    rows = []
+    for dataset, methods in list(drift.items())[:MAX_DRIFT_FIGURES]:
+        lines = []
+        for method, d in methods.items():
+            for pair, cosine in zip(d["pairs"], d["cosine"]):
+                if len(lines) < MAX_DRIFT_LINES:
+                    lines.append(Series(f"{method} {pair}", list(range(len(cosine))), _nan(cosine)))
+        if lines:
+            png = line_plot(lines, "layer (resid.i)", "cosine", log_y=False)
+            blocks.append(Figure(png, alt=f"{dataset}: probe direction cosine by layer between checkpoints",
+                                 caption=f"{dataset}: cosine between consecutive checkpoints' probe directions."))
+    for dataset, methods in drift.items():
+        for method, d in methods.items():
+            keys = ("cosine", "previous_probe_accuracy", "own_probe_accuracy", "previous_probe_auroc",
+                    "own_probe_auroc")
+            for k, pair in enumerate(d["pairs"]):
+                layer = _argmax(d["own_probe_accuracy"][k])
+                rows.append([dataset, method, pair, layer,
+                             *(None if layer is None else d[key][k][layer] for key in keys)])
+    if rows:
+        blocks.append(Table(["dataset", "method", "checkpoints", "layer", "cosine", "earlier probe accuracy",
+                             "own probe accuracy", "earlier probe AUROC", "own probe AUROC"], rows,
+                            caption="At the layer where the later checkpoint's own probe is most "
+                                    "accurate; every layer is in metrics.json (across.probe_drift)."))
+    return blocks
+
+
+def _nan(values: list) -> list[float]:
+    return [float("nan") if v is None else v for v in values]
+
+
+def _argmax(values: list) -> int | None:
+    best = [(v, i) for i, v in enumerate(values) if v is not None]
+    return max(best)[1] if best else None
 
 
 def _per_layer_keys(series: dict) -> list[str]:
