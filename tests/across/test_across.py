@@ -132,6 +132,9 @@ def test_probe_across_checkpoints_reports_concept_drift(checkpoints, tmp_path):
     assert sorted(drift) == ["surface"] and sorted(drift["surface"]) == ["lr", "mean-diff"]
     for method, d in drift["surface"].items():
         assert d["pairs"] == ["step0->step4", "step4->step8"]
+        assert d["layers"] == [0, 1, 2]
+        assert d["best_layer"] == [load_probe(out / c / "probes" / "surface" / method).best_layer
+                                   for c in ("step4", "step8")]
         for k, pair in enumerate(d["pairs"]):
             earlier, later = (out / c / "probes" / "surface" for c in pair.split("->"))
             a, b = load_probe(earlier / method), load_probe(later / method)

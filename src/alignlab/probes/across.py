@@ -71,9 +71,10 @@ def drift_between_runs(folders: Sequence[str | Path], names: Sequence[str]) -> d
 
     ``folders`` are ``alignlab probe`` run folders in checkpoint order (``names``), each with
     ``probes/<dataset>/<method>/`` and ``probes/<dataset>/test_states.safetensors``. Returns
-    ``{dataset: {method: {"pairs", "cosine", "previous_probe_accuracy", "own_probe_accuracy",
-    "previous_probe_auroc", "own_probe_auroc"}}}``,
-    each a list over consecutive pairs of per-layer lists.
+    ``{dataset: {method: {"pairs", "layers", "best_layer", "cosine", "previous_probe_accuracy",
+    "own_probe_accuracy", "previous_probe_auroc", "own_probe_auroc"}}}``: the metrics are lists
+    over consecutive pairs of per-layer lists (indexed like ``layers``, the resid layers probed);
+    ``best_layer`` is each pair's later probe's layer, chosen on its validation split.
     """
     from .io import CFG, TEST_STATES, load_probe, load_test_states
 
@@ -84,9 +85,12 @@ def drift_between_runs(folders: Sequence[str | Path], names: Sequence[str]) -> d
         methods = _common([r / dataset for r in roots], lambda m: (m / CFG).is_file())
         states = [load_test_states(r / dataset) for r in roots]
         for method in methods:
-            found = drift([load_probe(r / dataset / method) for r in roots], states)
+            probes = [load_probe(r / dataset / method) for r in roots]
+            found = drift(probes, states)
             out.setdefault(dataset, {})[method] = {
                 "pairs": [f"{names[s['from']]}->{names[s['to']]}" for s in found["steps"]],
+                "layers": probes[0].layers,
+                "best_layer": [p.best_layer for p in probes[1:]],  # each later probe's, chosen on validation
                 **{key: [s[key] for s in found["steps"]]
                    for key in ("cosine", "previous_probe_accuracy", "own_probe_accuracy",
                             "previous_probe_auroc", "own_probe_auroc")},

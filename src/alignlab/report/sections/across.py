@@ -51,9 +51,10 @@ def _drift_blocks(drift: dict) -> list:
     for dataset, methods in list(drift.items())[:MAX_DRIFT_FIGURES]:
         lines = []
         for method, d in methods.items():
+            layers = d.get("layers") or list(range(len(d["cosine"][0]))) if d["cosine"] else []
             for pair, cosine in zip(d["pairs"], d["cosine"]):
                 if len(lines) < MAX_DRIFT_LINES:
-                    lines.append(Series(f"{method} {pair}", list(range(len(cosine))), _nan(cosine)))
+                    lines.append(Series(f"{method} {pair}", layers, _nan(cosine)))
         if lines:
             png = line_plot(lines, "layer (resid.i)", "cosine", log_y=False)
             blocks.append(Figure(png, alt=f"{dataset}: probe direction cosine by layer between checkpoints",
@@ -62,25 +63,22 @@ def _drift_blocks(drift: dict) -> list:
         for method, d in methods.items():
             keys = ("cosine", "previous_probe_accuracy", "own_probe_accuracy", "previous_probe_auroc",
                     "own_probe_auroc")
+            layers = d.get("layers") or []
             for k, pair in enumerate(d["pairs"]):
-                layer = _argmax(d["own_probe_accuracy"][k])
+                layer = d["best_layer"][k] if d.get("best_layer") else None
+                i = layers.index(layer) if layer in layers else None
                 rows.append([dataset, method, pair, layer,
-                             *(None if layer is None else d[key][k][layer] for key in keys)])
+                             *(None if i is None else d[key][k][i] for key in keys)])
     if rows:
         blocks.append(Table(["dataset", "method", "checkpoints", "layer", "cosine", "earlier probe accuracy",
                              "own probe accuracy", "earlier probe AUROC", "own probe AUROC"], rows,
-                            caption="At the layer where the later checkpoint's own probe is most "
-                                    "accurate; every layer is in metrics.json (across.probe_drift)."))
+                            caption="At the later checkpoint's probe layer (chosen on its validation "
+                                    "split); every layer is in metrics.json (across.probe_drift)."))
     return blocks
 
 
 def _nan(values: list) -> list[float]:
     return [float("nan") if v is None else v for v in values]
-
-
-def _argmax(values: list) -> int | None:
-    best = [(v, i) for i, v in enumerate(values) if v is not None]
-    return max(best)[1] if best else None
 
 
 def _per_layer_keys(series: dict) -> list[str]:
