@@ -50,6 +50,19 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, _dumps(obj))
 
 
+def read_tensors(path: Path, remedy: str) -> dict:
+    """A safetensors file's tensors, or an ArtifactError naming the file and ``remedy``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing; {remedy}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise ArtifactError(f"{path} is not a readable safetensors file ({exc}); {remedy}") from exc
+
+
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
 

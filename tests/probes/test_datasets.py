@@ -110,12 +110,37 @@ def test_builtin_round_trips_through_csv(tmp_path):
     ("statement,label\nA.,maybe\n", "not 0/1"),
     ("statement,label\nA.,1\nB.,1\n", "both true and false"),
     ("statement\n", "no data rows"),
+    ("statement,label,template_id\nA.,1,a\nB.,0,0\n", "line 2: template_id 'a' is not an integer"),
+    ("statement,label\nA.,1\n ,0\n", "line 3: the statement is empty"),
+    ("label,statement\n1\n0,B.\n", "line 2: the statement is empty"),
 ])
 def test_bad_csv_raises_data_error(tmp_path, text, match):
     path = tmp_path / "bad.csv"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(DataError, match=match):
         read_csv(path)
+
+
+def test_unreadable_csv_raises_data_error(tmp_path, monkeypatch):
+    import builtins
+
+    path = tmp_path / "locked.csv"
+    path.write_text("statement,label\nA.,1\nB.,0\n", encoding="utf-8")
+
+    def refuse(*args, **kwargs):  # what open() raises on a file without read permission
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(builtins, "open", refuse)
+    with pytest.raises(DataError, match="cannot open .*Permission denied; check the path and its permissions"):
+        read_csv(path)
+
+
+def test_blank_cells_in_optional_columns_get_defaults(tmp_path):
+    path = tmp_path / "partial.csv"
+    path.write_text("statement,label,pair_id,template_id\nA.,1,,\nB.,0,,1\nC.,1,p,\n", encoding="utf-8")
+    ds = read_csv(path)
+    assert ds.column("template_id") == [0, 1, 0]
+    assert len(set(ds.column("pair_id"))) == 3  # blank pair ids do not pair unrelated rows
 
 
 def test_unknown_name_lists_builtins():

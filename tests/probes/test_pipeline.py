@@ -74,6 +74,44 @@ def test_cli_writes_run_and_probes_round_trip(tmp_path, capsys, tiny_run, tiny_m
         load_probe(out / "probes")
 
 
+def test_damaged_probe_artifacts_raise_artifact_errors(tiny_run, tmp_path):
+    import shutil
+
+    from alignlab.probes.io import (
+        CFG,
+        TEST_STATES,
+        WEIGHTS,
+        load_test_states,
+        save_probe,
+        save_test_states,
+    )
+
+    results, _ = tiny_run
+    probe = results.datasets["surface"].probes["lr"]
+    good = save_probe(probe, tmp_path / "good", results.model, "surface")
+    save_test_states(results.test_inputs("surface"), tmp_path / "good")
+    assert load_test_states(tmp_path / "good").x.shape == results.test_inputs("surface").x.shape
+
+    def damaged(name, change):
+        folder = tmp_path / name
+        shutil.copytree(good, folder)
+        change(folder)
+        return folder
+
+    truncated = damaged("truncated", lambda f: (f / WEIGHTS).write_bytes((f / WEIGHTS).read_bytes()[:40]))
+    with pytest.raises(ArtifactError, match="not a readable safetensors file.*fit the probe again"):
+        load_probe(truncated)
+    no_layers = damaged("no_layers", lambda f: (f / CFG).write_text(json.dumps(
+        {k: v for k, v in json.loads((f / CFG).read_text()).items() if k != "layers"})))
+    with pytest.raises(ArtifactError, match="lacks layers"):
+        load_probe(no_layers)
+    states = damaged("states", lambda f: (f / TEST_STATES).write_bytes(b"\x00" * 16))
+    with pytest.raises(ArtifactError, match="not a readable safetensors file.*--save-test-states"):
+        load_test_states(states)
+    with pytest.raises(ArtifactError, match="is missing"):
+        load_test_states(tmp_path / "nowhere")
+
+
 def test_saved_probe_scores_like_the_fitted_one(tiny_run, tmp_path):
     from alignlab.probes.io import save_probe
 

@@ -244,6 +244,9 @@ def read_csv(path: str | Path, name: str | None = None, seed: int = SPLIT_SEED) 
             rows = list(csv.DictReader(handle))
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read {str(path)!r} as a UTF-8 CSV: {exc}") from exc
+    except OSError as exc:
+        raise DataError(f"cannot open {str(path)!r}: {exc.strerror or exc}; check the path and its "
+                        "permissions") from exc
     if not rows:
         raise DataError(f"{str(path)!r} has no data rows; it needs a header and at least statement,label")
     header = list(rows[0].keys())
@@ -251,8 +254,14 @@ def read_csv(path: str | Path, name: str | None = None, seed: int = SPLIT_SEED) 
         if needed not in header:
             raise DataError(f"{str(path)!r} has no {needed!r} column (found {header}); "
                             "a probe dataset needs at least statement,label")
-    cols = {k: [r[k] for r in rows] for k in header if k is not None}
+    # a short row leaves None in its missing cells: read those as empty
+    cols = {k: ["" if r[k] is None else r[k] for r in rows] for k in header if k is not None}
+    for line, text in enumerate(cols["statement"], start=2):
+        if not text.strip():
+            raise DataError(f"{str(path)!r} line {line}: the statement is empty; every row needs one")
     cols["label"] = [_parse_label(v, path, i) for i, v in enumerate(cols["label"], start=2)]
+    if "template_id" in cols:
+        cols["template_id"] = [_parse_template(v, path, i) for i, v in enumerate(cols["template_id"], start=2)]
     return _complete_columns(cols, name or path.stem, str(path), seed)
 
 
@@ -265,10 +274,20 @@ def _parse_label(value: str, path: Path, line: int) -> int:
     raise DataError(f"{str(path)!r} line {line}: label {value!r} is not 0/1 or true/false")
 
 
+def _parse_template(value: str, path: Path, line: int) -> int:
+    text = str(value).strip()
+    if not text:
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise DataError(f"{str(path)!r} line {line}: template_id {value!r} is not an integer") from None
+
+
 def _complete_columns(cols: dict[str, list], name: str, source: str, seed: int) -> StatementDataset:
     n = len(cols["statement"])
     cols.setdefault("pair_id", [str(i) for i in range(n)])
-    cols["pair_id"] = [str(p) for p in cols["pair_id"]]
+    cols["pair_id"] = [str(p) if str(p) != "" else f"row{i}" for i, p in enumerate(cols["pair_id"])]
     cols.setdefault("polarity", ["affirmative"] * n)
     bad = sorted(set(cols["polarity"]) - set(POLARITIES))
     if bad:

@@ -13,11 +13,11 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..errors import ArtifactError
 from ..models.loader import LoadedModel
-from ..runs import atomic_write_json
+from ..runs import atomic_write_json, read_tensors
 from .fit import FittedProbe
 from .methods import METHODS, ProbeInputs
 
@@ -67,11 +67,17 @@ def load_probe(folder: str | Path, lm: LoadedModel | None = None) -> FittedProbe
     if cfg.get("kind") != "alignlab.probe" or cfg.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(f"{cfg_path} is not an alignlab probe of format {FORMAT_VERSION} "
                             f"(kind {cfg.get('kind')!r}, format {cfg.get('format_version')!r})")
+    missing = [k for k in ("method", "layers", "best_layer", "model") if k not in cfg]
+    if missing:
+        raise ArtifactError(f"{cfg_path} lacks {', '.join(missing)}; the folder is damaged: fit the probe again")
     if cfg["method"] not in METHODS:
         raise ArtifactError(f"{cfg_path} names method {cfg['method']!r}; known methods are {', '.join(METHODS)}")
     if lm is not None:
         check_model(cfg["model"], lm, folder)
-    state = load_file(str(weights))
+    state = read_tensors(weights, "the probe folder is damaged: fit the probe again")
+    needed = {"calib_a", "calib_b"} - set(state)
+    if needed:
+        raise ArtifactError(f"{weights} lacks {', '.join(sorted(needed))}; fit the probe again")
     return FittedProbe(cfg["method"], {k: v.to(torch.float32) for k, v in state.items()},
                        list(cfg["layers"]), int(cfg["best_layer"]), cfg.get("info", {}))
 
@@ -101,8 +107,8 @@ def save_test_states(inputs: ProbeInputs, folder: str | Path) -> Path:
 
 def load_test_states(folder: str | Path) -> ProbeInputs:
     path = Path(folder) / TEST_STATES
-    if not path.is_file():
-        raise ArtifactError(f"{path} is missing; run `alignlab probe` with --save-test-states "
-                            "(`alignlab across` sets it)")
-    t = {k: v.to(torch.float32) for k, v in load_file(str(path)).items()}
+    remedy = "run `alignlab probe` with --save-test-states again (`alignlab across` sets it)"
+    t = {k: v.to(torch.float32) for k, v in read_tensors(path, remedy).items()}
+    if "x" not in t or "y" not in t or t["x"].ndim != 3 or t["y"].shape != t["x"].shape[1:2]:
+        raise ArtifactError(f"{path} does not hold states x (L, N, d) and labels y (N,); {remedy}")
     return ProbeInputs(t["x"], t["y"], t.get("x_pos"), t.get("x_neg"))

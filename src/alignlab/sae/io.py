@@ -33,14 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from .. import __version__
 from ..errors import ArtifactError
 from ..models import LoadedModel
-from ..runs import atomic_write_json
+from ..runs import atomic_write_json, read_tensors
 from .arch import CoderConfig, SparseCoder, architecture_names, build_coder
 from .data import SinkRule
 
@@ -142,12 +141,7 @@ def _read_cfg(folder: Path) -> dict:
 
 
 def _read_tensors(path: Path) -> dict[str, Tensor]:
-    if not path.is_file():
-        raise ArtifactError(f"{path} is missing; the SAE folder is incomplete")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise ArtifactError(f"{path} is not a readable safetensors file ({exc})") from exc
+    return read_tensors(path, "the SAE folder is incomplete or damaged: export or train it again")
 
 
 def _load_native(folder: Path, cfg: dict) -> LoadedCoder:
