@@ -188,14 +188,11 @@ def test_platt_scaling_matches_slow_reference():
     assert a[0].item() < 0  # the sign comes out of the calibration
 
 
-def test_layer_is_chosen_on_validation_only(planted_splits):
-    train, val, test, _ = planted_splits
+def test_layer_is_chosen_on_validation_accuracy(planted_splits):
+    train, val, _, _ = planted_splits
     probe = fit_probe("mean-diff", train, val, LAYERS, FAST, refit=False)
     val_acc = torch.tensor(probe.info["val_accuracy"])
     assert probe.best_layer == LAYERS[int(val_acc.argmax())]
-    # flipping every test label changes nothing about the fitted probe
-    again = fit_probe("mean-diff", train, val, LAYERS, FAST, refit=False)
-    assert again.best_layer == probe.best_layer
 
 
 def test_unknown_method_lists_registry():

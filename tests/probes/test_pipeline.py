@@ -176,3 +176,58 @@ def test_help_lists_every_option(capsys):
     out = capsys.readouterr().out
     for flag in ("--dataset", "--methods", "--pairs", "--no-controls", "--bootstrap", "--ccs-epochs"):
         assert flag in out
+
+
+def test_report_shows_transfer_heatmap_controls_and_gap(tmp_path, capsys):
+    a = surface_csv(tmp_path / "fruit.csv")
+    b = surface_csv(tmp_path / "other.csv", words=("apple", "brick"))
+    out = tmp_path / "run"
+    code = main(["probe", "--model", "tiny-llama", "--dataset", str(a), "--dataset", str(b),
+                 "--methods", "lr,mean-diff,ccs", "--no-causal", "--bootstrap", "20", "--ccs-tries", "2",
+                 "--ccs-epochs", "60", "--random-directions", "20", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    probe = json.loads((out / "metrics.json").read_text())["probe"]
+    report = (out / "report.html").read_text()
+    assert "heatmaps of test accuracy, train dataset by test dataset" in report
+    for row in ("shuffled labels", "random directions", "distractor x2 truth", "likelihood"):
+        assert row in report, row
+    # gap recovered: (method AUROC - the model's own AUROC) / (lr's - the model's), at the best layers
+    data = probe["fruit"]
+    lm_auc, ceiling = data["lm_baseline"]["auroc"], data["lr"]["best"]["auroc"]
+    assert data["gap_recovered"]["ceiling_method"] == "lr"
+    for method in ("lr", "mean-diff", "ccs"):
+        expected = (data[method]["best"]["auroc"] - lm_auc) / (ceiling - lm_auc)
+        assert data["gap_recovered"][method] == pytest.approx(expected, abs=1e-5)
+
+
+def test_test_labels_never_reach_the_fitted_probe(tmp_path, tiny_llama):
+    """The same statements with every test label flipped: the probes (normalisation, sign,
+    layer, calibration) are bit-identical and only the test accuracy changes, to 1 - a."""
+    from alignlab.probes.datasets import read_csv
+
+    plain = read_csv(surface_csv(tmp_path / "plain.csv"))
+    splits = plain.column("split")
+    assert "test" in splits
+
+    def write(name, flip_test):
+        rows = [f"{t},{1 - y if flip_test and s == 'test' else y},{s}"
+                for t, y, s in zip(plain.statements, plain.labels, splits)]
+        (tmp_path / f"{name}.csv").write_text("\n".join(["statement,label,split", *rows]) + "\n", encoding="utf-8")
+
+    write("plain_split", flip_test=False)
+    write("flipped", flip_test=True)
+    runs = {}
+    for name in ("plain_split", "flipped"):
+        config = ProbeConfig(dataset=[str(tmp_path / f"{name}.csv")], methods="lr,mean-diff,lda,ccs,eigen",
+                             controls=False, causal=False, baseline=False, **FAST)
+        runs[name] = run_probes(tiny_llama, config)
+    for method in ("lr", "mean-diff", "lda", "ccs", "eigen"):
+        a = runs["plain_split"].datasets["plain_split"].probes[method]
+        b = runs["flipped"].datasets["flipped"].probes[method]
+        assert a.best_layer == b.best_layer
+        assert a.state.keys() == b.state.keys()
+        for key in a.state:
+            assert torch.equal(a.state[key], b.state[key]), (method, key)
+        acc_a = runs["plain_split"].datasets["plain_split"].evaluations[method].at_best()["accuracy"]
+        acc_b = runs["flipped"].datasets["flipped"].evaluations[method].at_best()["accuracy"]
+        assert acc_b == pytest.approx(1 - acc_a, abs=1e-6)
