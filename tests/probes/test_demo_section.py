@@ -16,4 +16,7 @@ def test_quick_demo_section_reports_city_accuracy_and_controls(tiny_llama, tmp_p
     for key in ("shuffled_labels", "random_directions", "distractor", "held_out_templates", "likelihood"):
         assert key in controls
     assert controls["held_out_templates"]["lr"]["held_out_templates"] == [1]
+    # the unsupervised methods get the control too: held-out rows come with their negations
+    for method in ("ccs", "eigen"):
+        assert controls["held_out_templates"][method]["n_held_out"] > 0
     assert any("lr at layer" in line for line in logs)

@@ -47,7 +47,7 @@ class DatasetFeatures:
 class HeldOut:
     templates: list[int]
     rows: StatementDataset
-    inputs: ProbeInputs  # statements only (no pairs)
+    inputs: ProbeInputs  # statements, and their contrast pairs when the probe rows have them
 
 
 @dataclass
@@ -59,6 +59,8 @@ class _Plan:
     pos: list[str] | None
     neg: list[str] | None
     held_out: StatementDataset | None
+    held_pos: list[str] | None = None  # the held-out rows' pairs, of the same kind
+    held_neg: list[str] | None = None
 
 
 def resolve_pair_kind(ds: StatementDataset, rows: StatementDataset, requested: str) -> str | None:
@@ -82,19 +84,27 @@ def _plan(ds: StatementDataset, templates: Sequence[int] | None, pairs: str,
         raise ConfigError(f"dataset {ds.name!r} has no rows for templates {list(templates or [])}; "
                           f"its templates are {ds.template_ids()}")
     kind = resolve_pair_kind(ds, rows, pairs)
-    pos = neg = None
-    if kind == "negation":
-        pos, neg = rows.statements, ds.take(ds.negation_partners(rows)).statements
-    elif kind == "burns":
-        questions = [BURNS_QUESTION.format(statement=s) for s in rows.statements]
-        pos = [q + BURNS_ANSWERS[0] for q in questions]
-        neg = [q + BURNS_ANSWERS[1] for q in questions]
+    pos, neg = _pair_texts(ds, rows, kind)
     others = [t for t in ds.template_ids() if templates is not None and t not in templates
               and (held_out_ids is None or t in held_out_ids)]
-    extra = None
-    if held_out and others:
-        extra = ds.where(split="test", polarity=ds.probe_polarity, templates=others)
-    return _Plan(rows, kind, pos, neg, extra)
+    if not (held_out and others):
+        return _Plan(rows, kind, pos, neg, None)
+    extra = ds.where(split="test", polarity=ds.probe_polarity, templates=others)
+    held_pos, held_neg = _pair_texts(ds, extra, kind)
+    return _Plan(rows, kind, pos, neg, extra, held_pos, held_neg)
+
+
+def _pair_texts(ds: StatementDataset, rows: StatementDataset,
+                kind: str | None) -> tuple[list[str] | None, list[str] | None]:
+    """Both halves of each row's contrast pair: the statement and its negation, or the Burns
+    question answered Yes and No; (None, None) without pairs or a negation for every row."""
+    if kind == "negation":
+        partners = ds.negation_partners(rows)
+        return (None, None) if partners is None else (rows.statements, ds.take(partners).statements)
+    if kind == "burns":
+        questions = [BURNS_QUESTION.format(statement=s) for s in rows.statements]
+        return [q + BURNS_ANSWERS[0] for q in questions], [q + BURNS_ANSWERS[1] for q in questions]
+    return None, None
 
 
 def prepare_features(lm: LoadedModel, datasets: Sequence[StatementDataset],
@@ -122,8 +132,10 @@ def prepare_features(lm: LoadedModel, datasets: Sequence[StatementDataset],
         for extra in (plan.pos, plan.neg):
             if extra is not None:
                 add(extra)
-        if plan.held_out is not None:
-            add(plan.held_out.statements)
+        for extra in (plan.held_out.statements if plan.held_out is not None else None,
+                      plan.held_pos, plan.held_neg):
+            if extra is not None:
+                add(extra)
     ordered = list(texts)
     states = last_token_states(lm, ordered, layers, batch_size,
                                logprob_mask=[wants_logprob.get(t, False) for t in ordered],
@@ -144,7 +156,9 @@ def prepare_features(lm: LoadedModel, datasets: Sequence[StatementDataset],
         if plan.held_out is not None:
             held_y = torch.as_tensor(plan.held_out.labels, dtype=torch.float32)
             held = HeldOut(plan.held_out.template_ids(), plan.held_out,
-                           ProbeInputs(gather(plan.held_out.statements), held_y))
+                           ProbeInputs(gather(plan.held_out.statements), held_y,
+                                       None if plan.held_pos is None else gather(plan.held_pos),
+                                       None if plan.held_neg is None else gather(plan.held_neg)))
         out[ds.name] = DatasetFeatures(ds.name, ds, plan.rows, inputs, group_codes(plan.rows),
                                        logprob, plan.pair_kind, held)
     return out

@@ -363,7 +363,7 @@ def _held_out_control(feats: DatasetFeatures, splits: ctl.Splits, result: Datase
         return {"skipped": "every template was fitted on, or the dataset has one"}
     held, trained = feats.held_out, config.template_ids() or []
     return {m: ctl.held_out_templates(p, splits.test, held.inputs, trained, held.templates)
-            for m, p in result.probes.items() if not get_method(m).uses_pairs}
+            for m, p in result.probes.items() if held.inputs.has_pairs or not get_method(m).uses_pairs}
 
 
 def _causal(lm: LoadedModel, feats: DatasetFeatures, splits: ctl.Splits, result: DatasetResult,
