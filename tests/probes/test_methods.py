@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from alignlab.errors import DataError
 from alignlab.probes.evaluate import evaluate_probe
 from alignlab.probes.fit import fit_probe
 from alignlab.probes.methods import METHODS, MethodSettings, get_method
@@ -200,3 +201,49 @@ def test_unknown_method_lists_registry():
 
     with pytest.raises(ConfigError, match="lr"):
         get_method("svm")
+
+
+def test_solve_spd_matches_numpy_and_mends_singular_matrices():
+    from alignlab.probes.methods.base import solve_spd
+
+    g = torch.Generator().manual_seed(0)
+    m = torch.randn(3, 40, 40, generator=g, dtype=torch.float64)
+    a = m @ m.transpose(1, 2) + 0.1 * torch.eye(40, dtype=torch.float64)
+    a[2] = torch.outer(m[2, 0], m[2, 0])  # rank one: Cholesky fails without jitter
+    b = torch.randn(3, 40, 1, generator=g, dtype=torch.float64)
+    x = solve_spd(a, b)
+    for i in range(2):
+        assert np.allclose(x[i].numpy(), np.linalg.solve(a[i].numpy(), b[i].numpy()), atol=1e-8)
+    assert torch.isfinite(x[2]).all()
+    with pytest.raises(DataError, match="non-finite"):
+        solve_spd(torch.full((1, 2, 2), float("nan"), dtype=torch.float64), b[:1, :2])
+
+
+def test_probe_solvers_survive_set_num_threads():
+    """torch 2.13's batched LU on CPU errors and hangs on matrices of 256+ rows once
+    torch.set_num_threads(>1) has run (as `alignlab train-tiny` does when it restores threads);
+    the probe solvers must not depend on it."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import torch
+        torch.set_num_threads(2)
+        from alignlab.probes.fit import fit_probe
+        from alignlab.probes.methods import MethodSettings, ProbeInputs
+        g = torch.Generator().manual_seed(0)
+        d, n = 300, 400
+        truth = torch.randn(d, generator=g)
+        x = torch.randn(2, n, d, generator=g)
+        y = (x[0] @ truth > 0).float()
+        data = ProbeInputs(x, y)
+        train, val = data.take(torch.arange(300)), data.take(torch.arange(300, 400))
+        for name in ("lda", "lr"):
+            probe = fit_probe(name, train, val, [0, 1], MethodSettings(lr_penalties=(1e-2,)))
+            print(name, probe.best_layer)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "oneMKL ERROR" not in done.stderr
+    assert done.stdout.split() == ["lda", "0", "lr", "0"]

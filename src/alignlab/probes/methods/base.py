@@ -16,7 +16,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from ...errors import ConfigError
+from ...errors import ConfigError, DataError
 
 
 @dataclass
@@ -136,6 +136,31 @@ def burns_stats(x: Tensor) -> tuple[Tensor, Tensor]:
     return mean, scale.clamp_min(1e-12)
 
 
+def solve_spd(a: Tensor, b: Tensor) -> Tensor:
+    """Solve ``a @ x = b`` for a batch of symmetric positive-definite ``a`` (..., k, k), by Cholesky.
+
+    A matrix that does not factor (singular to working precision) gets jitter, 1e-6, 1e-5, ...
+    of its mean diagonal, until it does. Cholesky rather than LU: it is faster for these systems,
+    and torch 2.13's batched LU on CPU fails for matrices of 256 rows and more (oneMKL "DLASWP"
+    parameter errors, then a hang) once ``torch.set_num_threads`` has been called with more than
+    one thread; Cholesky is not affected.
+    """
+    if not bool(torch.isfinite(a).all()) or not bool(torch.isfinite(b).all()):
+        raise DataError("the hidden states give non-finite statistics (NaN or inf); run the model "
+                        "in float32 (--dtype float32) or check the states for overflow")
+    chol, info = torch.linalg.cholesky_ex(a)
+    jitter = 1e-6
+    while bool((info > 0).any()):
+        redo = info > 0
+        scale = a.diagonal(dim1=-2, dim2=-1).abs().mean(-1).clamp_min(1e-12)
+        eye = torch.eye(a.shape[-1], dtype=a.dtype)
+        fixed, info_fixed = torch.linalg.cholesky_ex(a + (jitter * scale)[..., None, None] * eye)
+        chol = torch.where(redo[..., None, None], fixed, chol)
+        info = torch.where(redo, info_fixed, info)
+        jitter *= 10
+    return torch.cholesky_solve(b, chol)
+
+
 def logistic_newton_1d(s: Tensor, y: Tensor, iters: int = 100, l2: float = 1e-6) -> tuple[Tensor, Tensor]:
     """Platt scaling: (a, b) per layer maximising the likelihood of y under sigmoid(a*s + b).
 
@@ -154,7 +179,7 @@ def logistic_newton_1d(s: Tensor, y: Tensor, iters: int = 100, l2: float = 1e-6)
         grad = (feats * (p - y)[..., None]).sum(1) / n + reg * theta
         hess = torch.einsum("lni,lnj,ln->lij", feats, feats, p * (1 - p)) / n
         hess = hess + torch.diag(reg + 1e-9)
-        step = torch.linalg.solve(hess, grad[..., None]).squeeze(-1)
+        step = solve_spd(hess, grad[..., None]).squeeze(-1)
         theta = theta - step
         if step.abs().max() < 1e-10:
             break

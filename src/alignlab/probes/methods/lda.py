@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..metrics import auroc
-from .base import MethodSettings, ProbeInputs, ProbeMethod, register, standardize_stats
+from .base import MethodSettings, ProbeInputs, ProbeMethod, register, solve_spd, standardize_stats
 from .mean_diff import class_means
 
 
@@ -39,14 +39,14 @@ class LinearDiscriminant(ProbeMethod):
         eye = torch.eye(z.shape[-1], dtype=torch.float64)
         if fixed is not None:  # refit with the shrinkage chosen before
             g = fixed["shrinkage"].double()[:, None, None]
-            w = torch.linalg.solve((1 - g) * cov + g * eye, diff).squeeze(-1).float()
+            w = solve_spd((1 - g) * cov + g * eye, diff).squeeze(-1).float()
             return {"mean": mean, "std": std, "weight": w, "shrinkage": fixed["shrinkage"]}
         zv = (val.x - mean[:, None]) / std[:, None]
         best = torch.full((z.shape[0],), -1.0)
         weight = torch.zeros(z.shape[0], z.shape[-1])
         chosen = torch.zeros(z.shape[0])
         for g in settings.lda_shrinkage:
-            w = torch.linalg.solve((1 - g) * cov + g * eye, diff).squeeze(-1).float()  # (L, d)
+            w = solve_spd((1 - g) * cov + g * eye, diff).squeeze(-1).float()  # (L, d)
             score = auroc(torch.einsum("lnd,ld->ln", zv, w), val.y)
             better = score > best
             weight = torch.where(better[:, None], w, weight)

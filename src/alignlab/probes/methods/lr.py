@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import MethodSettings, ProbeInputs, ProbeMethod, register, standardize_stats
+from .base import MethodSettings, ProbeInputs, ProbeMethod, register, solve_spd, standardize_stats
 
 MAX_ITERS = 50
 DECREMENT = 1e-7  # stop when the objective is this close to its minimum (mean log-loss units)
@@ -63,7 +63,7 @@ def newton_logistic(xa: Tensor, y: Tensor, lam: Tensor, w0: Tensor | None = None
         grad = torch.einsum("lnd,ln->ld", xs, p - y) / n + ls[:, None] * penal * ws
         hess = torch.bmm(xs.transpose(1, 2), xs * (p * (1 - p) / n)[..., None])
         hess += ls[:, None, None] * ridge
-        step = _solve_pd(hess, grad)
+        step = solve_spd(hess, grad[..., None]).squeeze(-1)
         decrement = 0.5 * (grad * step).sum(1)
         moved = torch.einsum("lnd,ld->ln", xs, step)
         scale, trial = _halve_until_better(logits, moved, y, ws, step, ls, value)
@@ -87,22 +87,6 @@ def _objective_at(logits: Tensor, y: Tensor, w: Tensor, lam: Tensor) -> Tensor:
     loss = torch.nn.functional.binary_cross_entropy_with_logits(
         logits, y.expand_as(logits), reduction="none").mean(1)
     return loss + 0.5 * lam * w[:, :-1].pow(2).sum(1)
-
-
-def _solve_pd(hess: Tensor, grad: Tensor) -> Tensor:
-    """Solve hess @ step = grad per layer (Cholesky); LU with jitter where it is singular."""
-    chol, info = torch.linalg.cholesky_ex(hess)
-    if not bool((info > 0).any()):
-        return torch.cholesky_solve(grad[..., None], chol).squeeze(-1)
-    step, info = torch.linalg.solve_ex(hess, grad[..., None])
-    jitter = 1e-4
-    while bool((info > 0).any()):
-        scale = hess.diagonal(dim1=1, dim2=2).mean(1)
-        fixed = hess + (jitter * scale)[:, None, None] * torch.eye(hess.shape[-1])
-        hess = torch.where((info > 0)[:, None, None], fixed, hess)
-        step, info = torch.linalg.solve_ex(hess, grad[..., None])
-        jitter *= 10
-    return step.squeeze(-1)
 
 
 def _halve_until_better(logits: Tensor, moved: Tensor, y: Tensor, w: Tensor, step: Tensor,
