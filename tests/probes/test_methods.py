@@ -136,8 +136,13 @@ def _burns_reference(xp, xn, w0, b0, settings):
     return probe[0].weight.detach()[0], probe[0].bias.detach()[0]
 
 
-def test_ccs_equals_independent_burns_runs(planted_splits):
-    """The (L, d, R) tensor trains exactly as L*R separate Burns runs from the same inits."""
+@pytest.mark.parametrize("chunk", [2, 8])
+def test_ccs_equals_independent_burns_runs(planted_splits, chunk, monkeypatch):
+    """The (L, d, R) tensor trains exactly as L*R separate Burns runs from the same inits,
+    however the layers are chunked."""
+    import alignlab.probes.methods.ccs as ccs
+
+    monkeypatch.setattr(ccs, "LAYER_CHUNK", chunk)
     train, _, _, _ = planted_splits
     settings = MethodSettings(ccs_tries=2, ccs_epochs=40, seed=7)
     stats = pair_stats(train)
