@@ -231,3 +231,16 @@ def test_test_labels_never_reach_the_fitted_probe(tmp_path, tiny_llama):
         acc_a = runs["plain_split"].datasets["plain_split"].evaluations[method].at_best()["accuracy"]
         acc_b = runs["flipped"].datasets["flipped"].evaluations[method].at_best()["accuracy"]
         assert acc_b == pytest.approx(1 - acc_a, abs=1e-6)
+
+
+def test_dataset_builtin_means_every_builtin_dataset(capsys, tmp_path):
+    from alignlab.probes.datasets import builtin_names
+
+    specs = ProbeConfig(dataset=["builtin"]).dataset_specs()
+    assert specs == builtin_names() and {"cities", "neg_cities", "larger_than"} <= set(specs)
+    assert ProbeConfig(dataset=["builtin", "my.csv"]).dataset_specs()[-1] == "my.csv"
+    code = main(["probe", "--model", "tiny-llama", "--dataset", "cities", "--dataset", "builtin",
+                 "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: --dataset names a dataset twice")
+    assert not (tmp_path / "run").exists()

@@ -21,7 +21,7 @@ from ..models import EMBEDDED_DEFAULT
 from ..models.loader import LoadedModel
 from . import controls as ctl
 from .causal import causal_check
-from .datasets import ZERO_SHOT_ANSWERS, ZERO_SHOT_PROMPT, load_dataset
+from .datasets import ZERO_SHOT_ANSWERS, ZERO_SHOT_PROMPT, builtin_names, load_dataset
 from .evaluate import Evaluation, evaluate_probe, evaluate_scores
 from .features import answer_probability
 from .fit import FittedProbe, fit_probe
@@ -30,6 +30,7 @@ from .metrics import accuracy, auroc
 from .prepare import PAIR_KINDS, DatasetFeatures, prepare_features
 
 DEFAULT_METHODS = "lr,mean-diff,lda,ccs,eigen,random"
+ALL_BUILTIN = "builtin"  # --dataset value that means every built-in dataset
 RESERVED_NAMES = {"model", "layers", "datasets", "methods", "transfer", "controls", "timings"}
 
 
@@ -38,7 +39,8 @@ class ProbeConfig:
     """``alignlab probe``: truth probes on hidden states, supervised and unsupervised, with controls."""
 
     dataset: list[str] = opt(factory=lambda: ["cities"], help="built-in dataset name or CSV path "
-                             "(at least statement,label); repeat for several (transfer matrix)")
+                             "(at least statement,label); repeat for several (transfer matrix); "
+                             f"'{ALL_BUILTIN}' for every built-in dataset")
     model: str = opt(EMBEDDED_DEFAULT, "built-in name, hub id, local folder or .gguf file")
     revision: str | None = opt(None, "hub revision, or checkpoint subfolder of a local folder")
     dtype: str = opt("float32", "model dtype", choices=["float32", "bfloat16", "float16"])
@@ -75,6 +77,8 @@ class ProbeConfig:
             self.dataset = [self.dataset]
         if not self.dataset or any(not d.strip() for d in self.dataset):
             raise ConfigError("--dataset must name a built-in dataset or a CSV file")
+        if len(set(self.dataset_specs())) != len(self.dataset_specs()):
+            raise ConfigError(f"--dataset names a dataset twice: {', '.join(self.dataset)}")
         self.method_list()
         self.template_ids()
         self.held_out_ids()
@@ -89,6 +93,13 @@ class ProbeConfig:
             raise ConfigError(f"--pairs must be one of {', '.join(PAIR_KINDS)}, got {self.pairs!r}")
         if not 0 < self.ccs_lr < 1:
             raise ConfigError(f"--ccs-lr must be in (0, 1), got {self.ccs_lr}")
+
+    def dataset_specs(self) -> list[str]:
+        """The datasets to probe, with ``builtin`` expanded to every built-in name."""
+        out: list[str] = []
+        for spec in self.dataset:
+            out.extend(builtin_names() if spec.strip() == ALL_BUILTIN else [spec])
+        return out
 
     def method_list(self) -> list[str]:
         return get_method_names(self.methods, "--methods")
@@ -210,7 +221,7 @@ def run_probes(lm: LoadedModel, config: ProbeConfig, log: Callable[[str], None] 
     log = log or (lambda _msg: None)
     timings: dict[str, float] = {}
     layers = config.layer_ids(lm.n_layers)
-    datasets = [load_dataset(spec) for spec in config.dataset]
+    datasets = [load_dataset(spec) for spec in config.dataset_specs()]
     _check_names([d.name for d in datasets])
     start = time.perf_counter()
     log(f"probe: capturing hidden states for {', '.join(d.name for d in datasets)}")
@@ -425,7 +436,7 @@ def probe_run(config: ProbeConfig, log: Callable[[str], None] | None = None):
     log = log or (lambda _msg: None)
     if config.out:
         ensure_writable_dir(config.out)  # fail before the slow model load
-    for spec in config.dataset:
+    for spec in config.dataset_specs():
         load_dataset(spec)  # a bad dataset name fails before the model load too
     lm = load_model(config.model, revision=config.revision, dtype=config.dtype)
     run = start_run(config.out, "probe", config_to_dict(config)) if config.out else None
