@@ -13,8 +13,8 @@ saving is in the series as ``lens.warm_start.*`` (``steps_saved``, ``kl_mean_sav
 
 With ``probe`` as the analysis, each checkpoint's run also saves its test rows' states, and
 ``across.probe_drift`` holds, per dataset and method and for each consecutive pair of
-checkpoints, the per-layer cosine between their probe directions and the accuracy of the
-earlier checkpoint's probe on the later one's test states (beside the later one's own).
+checkpoints, the per-layer cosine between their probe directions and the accuracy and AUROC
+of the earlier checkpoint's probe on the later one's test states (beside the later one's own).
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ default C=1 is lambda = 1 / N_train in this form) by Newton's method with step h
 batched over layers: each step is one (L, d+1, d+1) Hessian and a batched Cholesky solve.
 (A batched L-BFGS was tried too: its passes over the data are cheap, but with weak penalties it
 needs hundreds of them, and each pass streams every layer's states from memory; Newton needs
-eight to ten on smollm2's states with sklearn's default penalty.) Penalties are walked from strong to weak, each warm-starting the next; each layer
-keeps the penalty with the lowest validation log-loss.
+eight to ten steps on smollm2's states with sklearn's default penalty.) Penalties are walked
+from strong to weak, each warm-starting the next; each layer keeps the penalty with the lowest
+validation log-loss.
 """
 
 from __future__ import annotations
