@@ -129,6 +129,7 @@ def test_saved_probe_scores_like_the_fitted_one(tiny_run, tmp_path):
     (["--layers", "9-99"], "outside this model"),
     (["--templates", "x"], "--templates"),
     (["--dataset", "nope_dataset"], "unknown built-in dataset"),
+    (["--methods", "ccs,eigen", "--pairs", "none"], "all need contrast pairs"),
 ])
 def test_cli_errors_are_one_line(tmp_path, capsys, argv, needle):
     code = main(["probe", "--model", "tiny-llama", "--out", str(tmp_path / "r"), *argv])

@@ -93,6 +93,9 @@ class ProbeConfig:
             raise ConfigError(f"--pairs must be one of {', '.join(PAIR_KINDS)}, got {self.pairs!r}")
         if not 0 < self.ccs_lr < 1:
             raise ConfigError(f"--ccs-lr must be in (0, 1), got {self.ccs_lr}")
+        if self.pairs == "none" and all(get_method(m).uses_pairs for m in self.method_list()):
+            raise ConfigError(f"--methods {self.methods} all need contrast pairs and --pairs none builds "
+                              "none; use --pairs auto (or negation, burns) or add lr, mean-diff, lda")
 
     def dataset_specs(self) -> list[str]:
         """The datasets to probe, with ``builtin`` expanded to every built-in name."""
