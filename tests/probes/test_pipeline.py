@@ -130,6 +130,8 @@ def test_saved_probe_scores_like_the_fitted_one(tiny_run, tmp_path):
     (["--templates", "x"], "--templates"),
     (["--dataset", "nope_dataset"], "unknown built-in dataset"),
     (["--methods", "ccs,eigen", "--pairs", "none"], "all need contrast pairs"),
+    (["--dataset", "cities", "--templates", "0,9"], "--templates names templates [9]"),
+    (["--dataset", "cities", "--held-out", "1,7"], "--held-out names templates [7]"),
 ])
 def test_cli_errors_are_one_line(tmp_path, capsys, argv, needle):
     code = main(["probe", "--model", "tiny-llama", "--out", str(tmp_path / "r"), *argv])

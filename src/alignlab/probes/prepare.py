@@ -79,6 +79,11 @@ def resolve_pair_kind(ds: StatementDataset, rows: StatementDataset, requested: s
 
 def _plan(ds: StatementDataset, templates: Sequence[int] | None, pairs: str,
           held_out: bool, held_out_ids: Sequence[int] | None) -> _Plan:
+    for flag, ids in (("--templates", templates), ("--held-out", held_out_ids)):
+        unknown = sorted(set(ids or []) - set(ds.template_ids()))
+        if unknown:
+            raise ConfigError(f"{flag} names templates {unknown} that dataset {ds.name!r} does not have; "
+                              f"its templates are {ds.template_ids()}")
     rows = ds.probe_rows(templates)
     if len(rows) == 0:
         raise ConfigError(f"dataset {ds.name!r} has no rows for templates {list(templates or [])}; "
