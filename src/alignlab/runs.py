@@ -40,6 +40,28 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def write_beside(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` on a temporary name beside ``path``, then rename it over, so
+    nothing half-written is ever at ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are for sharing
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_tensors(path: Path, tensors: dict, metadata: dict | None = None) -> None:
+    """A safetensors file written through :func:`write_beside`."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    write_beside(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
 def _umask() -> int:
     mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
     os.umask(mask)

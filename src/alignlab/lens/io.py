@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from .. import __version__
 from ..errors import ArtifactError
 from ..models import LoadedModel
-from ..runs import atomic_write_json
+from ..runs import atomic_write_json, atomic_write_tensors, write_beside
 from .tuned import TunedLens, model_info, peer_unembed_hash
 
 FORMAT = "alignlab.tuned_lens"
@@ -45,30 +43,11 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_beside(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary name beside ``path``, then rename it over."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary name, so nothing half-written remains."""
     path = Path(path)
-    _write_beside(path, lambda tmp: Path(tmp).write_bytes(data))
+    write_beside(path, lambda tmp: Path(tmp).write_bytes(data))
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
-    os.umask(mask)
-    return mask
 
 
 def _prepare_folder(folder: Path, marker: str) -> Path:
@@ -85,7 +64,7 @@ def save_lens(lens: TunedLens, folder: str | Path, extra: dict | None = None) ->
     folder = _prepare_folder(Path(folder), CFG)
     weight, bias = lens.stacked()
     tensors = {"weight": weight.cpu().contiguous(), "bias": bias.cpu().contiguous()}
-    _write_beside(folder / WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
+    atomic_write_tensors(folder / WEIGHTS, tensors, metadata={"format": FORMAT})
     cfg = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -268,7 +247,7 @@ def export_tuned_lens(lens: TunedLens, folder: str | Path) -> Path:
     info = lens.model_info
     # the same keys as the package's ``layer_translators.state_dict()``
     state = {k: v.detach().cpu().clone() for k, v in lens.translators.state_dict().items()}
-    _write_beside(folder / PEER_PARAMS, lambda tmp: torch.save(state, tmp))
+    write_beside(folder / PEER_PARAMS, lambda tmp: torch.save(state, tmp))
     config = {
         "base_model_name_or_path": info.get("model"),
         "d_model": lens.d_model,

@@ -8,16 +8,13 @@ revision, width and a hash of the unembedding), so a probe refuses to load onto 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from ..errors import ArtifactError
 from ..models.loader import LoadedModel
-from ..runs import atomic_write_json, read_tensors
+from ..runs import atomic_write_json, atomic_write_tensors, read_tensors
 from .fit import FittedProbe
 from .methods import METHODS, ProbeInputs
 
@@ -27,24 +24,12 @@ WEIGHTS = "probe.safetensors"
 TEST_STATES = "test_states.safetensors"  # per dataset folder, written for `alignlab across`
 
 
-def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """safetensors written to a temporary name and renamed, so a killed write leaves nothing."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_probe(probe: FittedProbe, folder: str | Path, model: dict, dataset: str) -> Path:
     """Write ``folder/cfg.json`` and ``folder/probe.safetensors``; the config goes last."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CFG).unlink(missing_ok=True)  # the folder reads as incomplete until cfg.json lands
-    _save_tensors(probe.state, folder / WEIGHTS)
+    atomic_write_tensors(folder / WEIGHTS, probe.state)
     atomic_write_json(folder / CFG, {
         "format_version": FORMAT_VERSION, "kind": "alignlab.probe", "method": probe.method,
         "layers": probe.layers, "best_layer": probe.best_layer, "dataset": dataset,
@@ -101,7 +86,7 @@ def save_test_states(inputs: ProbeInputs, folder: str | Path) -> Path:
     if inputs.has_pairs:
         tensors.update(x_pos=inputs.x_pos, x_neg=inputs.x_neg)
     path = folder / TEST_STATES
-    _save_tensors(tensors, path)
+    atomic_write_tensors(path, tensors)
     return path
 
 

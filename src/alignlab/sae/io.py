@@ -33,13 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 
 from .. import __version__
 from ..errors import ArtifactError
 from ..models import LoadedModel
-from ..runs import atomic_write_json, read_tensors
+from ..runs import atomic_write_json, atomic_write_tensors, read_tensors
 from .arch import CoderConfig, SparseCoder, architecture_names, build_coder
 from .data import SinkRule
 
@@ -85,22 +84,13 @@ def save_coder(coder: SparseCoder, folder: str | Path, meta: CoderMeta) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CFG).unlink(missing_ok=True)  # the folder reads as unfinished until the end
     tensors = {k: v.detach().cpu().contiguous() for k, v in coder.state_dict().items()}
-    _atomic_save_tensors(tensors, folder / NATIVE_WEIGHTS)
+    atomic_write_tensors(folder / NATIVE_WEIGHTS, tensors)
     cfg = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "alignlab_version": __version__,
         "coder": coder.cfg.to_json(), **asdict(meta),
     }
     atomic_write_json(folder / CFG, cfg)
     return folder
-
-
-def _atomic_save_tensors(tensors: dict[str, Tensor], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        save_file(tensors, str(tmp))
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_coder(folder: str | Path, site: str | None = None) -> LoadedCoder:
@@ -229,7 +219,7 @@ def export_saelens(loaded: LoadedCoder, out: str | Path) -> Path:
     coder, meta = loaded.coder, loaded.meta
     arch, tensors, extra = coder.saelens_state()
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}
-    _atomic_save_tensors(tensors, out / SAELENS_WEIGHTS)
+    atomic_write_tensors(out / SAELENS_WEIGHTS, tensors)
     atomic_write_json(out / CFG, _saelens_cfg(coder, meta, arch, extra))
     return out
 
