@@ -54,14 +54,15 @@ def drift(probes: Sequence[FittedProbe], test_inputs: Sequence[ProbeInputs]) -> 
                           f"{len(test_inputs)} test sets")
     steps = []
     for k in range(len(probes) - 1):
-        prev, nxt = probes[k], probes[k + 1]
+        prev, nxt, rows = probes[k], probes[k + 1], test_inputs[k + 1]
+        prev_logits, own_logits = prev.logits(rows), nxt.logits(rows)  # each probe scores the rows once
         steps.append({
             "from": k, "to": k + 1,
             "cosine": _rl(direction_cosine(prev, nxt)),
-            "previous_probe_accuracy": _rl(cross_accuracy(prev, test_inputs[k + 1])),
-            "own_probe_accuracy": _rl(cross_accuracy(nxt, test_inputs[k + 1])),
-            "previous_probe_auroc": _rl(auroc(prev.logits(test_inputs[k + 1]), test_inputs[k + 1].y)),
-            "own_probe_auroc": _rl(auroc(nxt.logits(test_inputs[k + 1]), test_inputs[k + 1].y)),
+            "previous_probe_accuracy": _rl(accuracy((prev_logits > 0).float(), rows.y)),
+            "own_probe_accuracy": _rl(accuracy((own_logits > 0).float(), rows.y)),
+            "previous_probe_auroc": _rl(auroc(prev_logits, rows.y)),
+            "own_probe_auroc": _rl(auroc(own_logits, rows.y)),
         })
     return {"method": probes[0].method if probes else None, "steps": steps}
 

@@ -134,11 +134,8 @@ def prepare_features(lm: LoadedModel, datasets: Sequence[StatementDataset],
 
     for plan in plans.values():
         add(plan.rows.statements, [s == "test" for s in plan.rows.columns["split"]])
-        for extra in (plan.pos, plan.neg):
-            if extra is not None:
-                add(extra)
-        for extra in (plan.held_out.statements if plan.held_out is not None else None,
-                      plan.held_pos, plan.held_neg):
+        held = plan.held_out.statements if plan.held_out is not None else None
+        for extra in (plan.pos, plan.neg, held, plan.held_pos, plan.held_neg):
             if extra is not None:
                 add(extra)
     ordered = list(texts)

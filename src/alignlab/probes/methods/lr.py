@@ -34,7 +34,10 @@ def objective(xa: Tensor, y: Tensor, w: Tensor, lam: Tensor) -> Tensor:
 
 def log_loss(xa: Tensor, y: Tensor, w: Tensor) -> Tensor:
     """(L,) mean log-loss of weights ``w`` (L, d+1) on rows ``xa`` (L, N, d+1)."""
-    logits = torch.einsum("lnd,ld->ln", xa, w)
+    return _log_loss_at(torch.einsum("lnd,ld->ln", xa, w), y)
+
+
+def _log_loss_at(logits: Tensor, y: Tensor) -> Tensor:
     return torch.nn.functional.binary_cross_entropy_with_logits(
         logits, y.expand_as(logits), reduction="none").mean(1)
 
@@ -85,9 +88,7 @@ def newton_logistic(xa: Tensor, y: Tensor, lam: Tensor, w0: Tensor | None = None
 
 def _objective_at(logits: Tensor, y: Tensor, w: Tensor, lam: Tensor) -> Tensor:
     """(L,) the objective from precomputed logits (L, N)."""
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(
-        logits, y.expand_as(logits), reduction="none").mean(1)
-    return loss + 0.5 * lam * w[:, :-1].pow(2).sum(1)
+    return _log_loss_at(logits, y) + 0.5 * lam * w[:, :-1].pow(2).sum(1)
 
 
 def _halve_until_better(logits: Tensor, moved: Tensor, y: Tensor, w: Tensor, step: Tensor,

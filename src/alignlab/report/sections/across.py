@@ -51,10 +51,9 @@ def _drift_blocks(drift: dict) -> list:
     for dataset, methods in list(drift.items())[:MAX_DRIFT_FIGURES]:
         lines = []
         for method, d in methods.items():
-            layers = d.get("layers") or list(range(len(d["cosine"][0]))) if d["cosine"] else []
             for pair, cosine in zip(d["pairs"], d["cosine"]):
                 if len(lines) < MAX_DRIFT_LINES:
-                    lines.append(Series(f"{method} {pair}", layers, _nan(cosine)))
+                    lines.append(Series(f"{method} {pair}", d["layers"], _nan(cosine)))
         if lines:
             png = line_plot(lines, "layer (resid.i)", "cosine", log_y=False)
             blocks.append(Figure(png, alt=f"{dataset}: probe direction cosine by layer between checkpoints",
@@ -63,12 +62,9 @@ def _drift_blocks(drift: dict) -> list:
         for method, d in methods.items():
             keys = ("cosine", "previous_probe_accuracy", "own_probe_accuracy", "previous_probe_auroc",
                     "own_probe_auroc")
-            layers = d.get("layers") or []
-            for k, pair in enumerate(d["pairs"]):
-                layer = d["best_layer"][k] if d.get("best_layer") else None
-                i = layers.index(layer) if layer in layers else None
-                rows.append([dataset, method, pair, layer,
-                             *(None if i is None else d[key][k][i] for key in keys)])
+            for k, (pair, layer) in enumerate(zip(d["pairs"], d["best_layer"])):
+                i = d["layers"].index(layer)
+                rows.append([dataset, method, pair, layer, *(d[key][k][i] for key in keys)])
     if rows:
         blocks.append(Table(["dataset", "method", "checkpoints", "layer", "cosine", "earlier probe accuracy",
                              "own probe accuracy", "earlier probe AUROC", "own probe AUROC"], rows,
